@@ -1,0 +1,91 @@
+"""``toolkit converge SERVICE``: apply a service's playbook to its hosts."""
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from toolkit import console
+from toolkit.cli.options import InventoryOption, JsonOption, LimitOption, VerboseOption, resolve_inventory
+from toolkit.errors import UsageError
+from toolkit.paths import state_paths
+from toolkit.runner.execute import PlaybookRun, RunSettings, run_playbook
+from toolkit.runner.extravars import parse_extra_vars
+from toolkit.services import playbook_for
+
+
+@contextmanager
+def cancel_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C or SIGTERM (cron timeouts) cancel the run through ansible-runner's cancel callback."""
+    cancel = threading.Event()
+
+    def request_cancel(signum: int, frame: FrameType | None) -> None:
+        if not cancel.is_set():
+            console.warning("cancelling the run (waiting for ansible-playbook to stop)…")
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, request_cancel) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def converge(
+    service: Annotated[str, typer.Argument(help="The service to converge: a playbook in playbooks/ (site = all).")],
+    inventory: InventoryOption = None,
+    limit: LimitOption = None,
+    tags: Annotated[str | None, typer.Option("--tags", "-t", help="Only tasks with these tags.")] = None,
+    skip_tags: Annotated[str | None, typer.Option("--skip-tags", help="Skip tasks with these tags.")] = None,
+    check: Annotated[bool, typer.Option("--check", "-C", help="Report what would change; change nothing.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", "-D", help="Show the differences in changed files.")] = False,
+    extra_vars: Annotated[
+        list[str] | None, typer.Option("--extra-vars", "-e", help="key=value or @file (YAML); repeatable.")
+    ] = None,
+    json_output: JsonOption = False,
+    forks: Annotated[int | None, typer.Option("--forks", "-f", min=1, max=1000, help="Parallel hosts.")] = None,
+    verbose: VerboseOption = 0,
+    vault_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--vault-password-file",
+            envvar="ANSIBLE_VAULT_PASSWORD_FILE",
+            help="File with the ansible-vault password (or set TOOLKIT_VAULT_PASSWORD).",
+        ),
+    ] = None,
+) -> None:
+    """Converge SERVICE: run [bold]playbooks/SERVICE.yml[/bold] through ansible-runner, with a live view."""
+    playbook = playbook_for(service)
+    extra = parse_extra_vars(extra_vars or [])
+    if vault_password_file is not None and not vault_password_file.is_file():
+        raise UsageError(f"vault password file {vault_password_file} does not exist")
+    resolved = resolve_inventory(inventory, limit)
+    run = PlaybookRun(
+        kind="converge",
+        target=service,
+        playbook=playbook,
+        inventory=resolved,
+        tags=tags,
+        skip_tags=skip_tags,
+        check=check,
+        diff=diff,
+        extra_vars=extra,
+        forks=forks,
+        verbosity=verbose,
+        vault_password_file=vault_password_file.resolve() if vault_password_file else None,
+        color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
+    )
+    title = f"converge {service}" + (" (check mode)" if check else "")
+    with cancel_on_signals() as cancel, console.RunView(title, resolved.hosts, verbose=verbose) as view:
+        result = run_playbook(run, RunSettings.from_env(state_paths()), observer=view.handle, cancel=cancel)
+    console.print_run_summary(result)
+    if json_output:
+        console.emit_json(result.to_dict())
+    raise typer.Exit(int(result.exit_code))

@@ -1,0 +1,39 @@
+"""Options shared by the commands that run against an inventory (converge, verify, drift)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolkit.errors import UsageError
+from toolkit.paths import lab_inventory
+from toolkit.runner.inventory import ResolvedInventory, resolve
+
+InventoryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        envvar="TOOLKIT_INVENTORY",
+        help="Inventory file or directory. Default: the lab (inventories/lab).",
+        show_default=False,
+    ),
+]
+LimitOption = Annotated[
+    str | None, typer.Option("--limit", "-l", help="Only these hosts or groups (an Ansible host pattern).")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout; human output stays on stderr.")
+]
+VerboseOption = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Show Ansible's own output (-vvv for more).")
+]
+
+
+def resolve_inventory(inventory: Path | None, limit: str | None) -> ResolvedInventory:
+    """The inventory to use and the hosts it targets; the lab's when none is given."""
+    if inventory is None:
+        inventory = lab_inventory()
+        if not (inventory / "hosts.yml").exists():
+            raise UsageError("the lab is not up (no inventories/lab/hosts.yml)", hint="run: toolkit lab up")
+    return resolve(inventory, limit)

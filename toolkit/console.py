@@ -1,0 +1,305 @@
+"""The only module that writes to the terminal.
+
+Human output goes to stderr (so ``--json`` on stdout stays parseable); stdout carries only
+machine-readable documents. Colour follows the terminal: rich turns it off for non-TTY output and
+when NO_COLOR is set.
+"""
+
+import json
+import sys
+import time
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.theme import Theme
+
+from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEvent, TaskResult, TaskStarted
+from toolkit.runner.history import RunRecord
+from toolkit.runner.result import RunResult
+from toolkit.runner.testinfra import VerifyResult
+
+THEME = Theme(
+    {
+        "info": "cyan",
+        "ok": "green",
+        "changed": "yellow",
+        "failed": "bold red",
+        "unreachable": "bold magenta",
+        "skipped": "dim",
+        "hint": "dim italic",
+        "error": "bold red",
+        "warning": "yellow",
+    }
+)
+
+err = Console(stderr=True, theme=THEME, highlight=False, soft_wrap=True)
+out = Console(theme=THEME, highlight=False, soft_wrap=True)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err.print(f"[error]error:[/error] {message}", markup=True)
+    if hint:
+        err.print(f"[hint]hint: {hint}[/hint]")
+
+
+def warning(message: str) -> None:
+    err.print(f"[warning]warning:[/warning] {message}")
+
+
+def info(message: str) -> None:
+    err.print(message)
+
+
+def emit_json(document: Any) -> None:
+    """One JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs: the live view fed by runner events, and the summary.
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+class RunView:
+    """Per-host progress while a playbook runs.
+
+    On a terminal: a live table (host, current task, counts). Otherwise (cron, CI, pipes): one line
+    per play and per changed, failed or unreachable result. ``verbose`` streams Ansible's own output.
+    """
+
+    def __init__(self, title: str, hosts: tuple[str, ...], *, verbose: int = 0) -> None:
+        self.title = title
+        self.verbose = verbose
+        self.hosts: dict[str, HostProgress] = {host: HostProgress() for host in hosts}
+        self.play = ""
+        self.started = time.time()
+        self._live: Live | None = None
+
+    def __enter__(self) -> "RunView":
+        if err.is_terminal and not self.verbose:
+            self._live = Live(self._table(), console=err, refresh_per_second=4, transient=True)
+            self._live.start()
+        else:
+            info(f"{self.title} on {len(self.hosts)} host(s)")
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def handle(self, event: RunEvent) -> None:
+        if isinstance(event, OutputText):
+            if self.verbose:
+                err.print(event.text.rstrip(), markup=False, highlight=False)
+            return
+        if isinstance(event, PlayStarted):
+            self.play = event.name
+            if self._live is None and not self.verbose:
+                info(f"PLAY {event.name}")
+        elif isinstance(event, TaskStarted):
+            self.hosts.setdefault(event.host, HostProgress()).current_task = event.task
+        elif isinstance(event, TaskResult):
+            self._count(event)
+            if self._live is None and not self.verbose and event.status in ("changed", "failed", "unreachable"):
+                detail = f": {event.message}" if event.message else ""
+                err.print(f"  [{event.status}]{event.status:<11}[/{event.status}] {event.host} | {event.task}{detail}")
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def _count(self, event: TaskResult) -> None:
+        progress = self.hosts.setdefault(event.host, HostProgress())
+        if event.status in ("ok", "changed", "ignored"):
+            progress.ok += 1
+        if event.status == "changed":
+            progress.changed += 1
+        elif event.status == "failed":
+            progress.failed += 1
+        elif event.status == "unreachable":
+            progress.unreachable += 1
+        elif event.status == "skipped":
+            progress.skipped += 1
+
+    def _table(self) -> Table:
+        elapsed = _fmt_duration(time.time() - self.started)
+        table = Table(title=f"{self.title} — {self.play or 'starting'} ({elapsed})", title_justify="left")
+        for column in ("host", "current task"):
+            table.add_column(column, overflow="ellipsis", no_wrap=True)
+        for column in ("ok", "changed", "failed", "unreachable"):
+            table.add_column(column, justify="right")
+        for host, p in sorted(self.hosts.items()):
+            table.add_row(
+                host,
+                p.current_task[:60],
+                str(p.ok),
+                f"[changed]{p.changed}[/changed]" if p.changed else "0",
+                f"[failed]{p.failed}[/failed]" if p.failed else "0",
+                f"[unreachable]{p.unreachable}[/unreachable]" if p.unreachable else "0",
+            )
+        return table
+
+
+def print_run_summary(result: RunResult) -> None:
+    """The recap table, what changed or failed, and where the run's artifacts are."""
+    table = Table(
+        title=f"{result.kind} {result.target}" + (" (check mode)" if result.check else ""),
+        title_justify="left",
+    )
+    table.add_column("host")
+    for column in ("ok", "changed", "failed", "unreachable", "skipped", "duration"):
+        table.add_column(column, justify="right")
+    for host, summary in sorted(result.hosts.items()):
+        s = summary.stats
+        table.add_row(
+            host,
+            str(s.ok),
+            f"[changed]{s.changed}[/changed]" if s.changed else "0",
+            f"[failed]{s.failed}[/failed]" if s.failed else "0",
+            f"[unreachable]{s.unreachable}[/unreachable]" if s.unreachable else "0",
+            str(s.skipped),
+            _fmt_duration(summary.duration),
+        )
+    if result.hosts:
+        err.print(table)
+    for ref in result.failed:
+        err.print(f"[failed]failed[/failed]      {ref.host} | {ref.task}" + (f": {ref.message}" if ref.message else ""))
+    for ref in result.unreachable:
+        err.print(
+            f"[unreachable]unreachable[/unreachable] {ref.host} | {ref.task}"
+            + (f": {ref.message}" if ref.message else "")
+        )
+    if result.error:
+        error(f"ansible-playbook failed before any host ran: {result.error}")
+    totals = result.totals()
+    verb = "would change" if result.check else "changed"
+    if result.exit_code == 0 and totals.changed == 0:
+        outcome = f"[ok]no changes on any of {len(result.hosts)} host(s)[/ok] (idempotent)"
+    elif result.exit_code == 0:
+        hosts_changed = sum(1 for h in result.hosts.values() if h.stats.changed)
+        outcome = (
+            f"[changed]{totals.changed} task(s) {verb}[/changed] on {hosts_changed} of {len(result.hosts)} host(s)"
+        )
+    elif result.exit_code == 4:
+        outcome = f"[unreachable]unreachable: {', '.join(result.unreachable_hosts())}[/unreachable]"
+    elif result.exit_code == 130:
+        outcome = "[failed]interrupted[/failed]: the run was cancelled"
+    else:
+        failed_hosts = sorted({ref.host for ref in result.failed}) or ["(no host)"]
+        outcome = f"[failed]failed on {', '.join(failed_hosts)}[/failed]"
+    err.print(f"{outcome} in {_fmt_duration(result.duration)} — exit {int(result.exit_code)}")
+    err.print(f"[hint]run {result.run_id}; artifacts: {result.artifacts}[/hint]")
+
+
+def print_runs_table(records: list[RunRecord]) -> None:
+    if not records:
+        info("no runs recorded yet")
+        return
+    table = Table(title="runs (newest first)", title_justify="left")
+    for column in (
+        "run id",
+        "kind",
+        "target",
+        "started (UTC)",
+        "duration",
+        "user",
+        "status",
+        "exit",
+        "changed",
+    ):
+        table.add_column(column, justify="right" if column in ("duration", "exit", "changed") else "left")
+    for r in records:
+        status = r.effective_status
+        style = {"successful": "ok", "running": "info"}.get(status, "failed")
+        table.add_row(
+            r.run_id,
+            r.kind,
+            r.target + (" (check)" if r.check_mode else ""),
+            r.started_at.replace("T", " ")[:19],
+            _fmt_duration(r.duration) if r.duration is not None else "-",
+            r.user,
+            f"[{style}]{status}[/{style}]",
+            "-" if r.exit_code is None else str(r.exit_code),
+            "-" if r.changed is None else str(r.changed),
+        )
+    out.print(table)
+
+
+def print_run_record(record: RunRecord) -> None:
+    out.print(
+        f"[bold]{record.run_id}[/bold]  {record.kind} {record.target}" + ("  (check mode)" if record.check_mode else "")
+    )
+    facts = {
+        "status": record.effective_status,
+        "exit code": record.exit_code,
+        "started": record.started_at,
+        "finished": record.finished_at,
+        "duration": _fmt_duration(record.duration) if record.duration is not None else None,
+        "by": f"{record.user}@{record.controller} (pid {record.pid})",
+        "inventory": record.inventory,
+        "limit": record.limit_expr,
+        "artifacts": record.artifacts,
+        "note": record.note,
+    }
+    for key, value in facts.items():
+        if value is not None:
+            out.print(f"  {key:<10} {value}", markup=False)
+    detail = record.detail or {}
+    hosts = detail.get("hosts") or {}
+    if hosts:
+        table = Table(title_justify="left")
+        for column in ("host", "ok", "changed", "failed", "unreachable", "skipped", "duration"):
+            table.add_column(column, justify="left" if column == "host" else "right")
+        for host, s in sorted(hosts.items()):
+            table.add_row(
+                host,
+                *(str(s.get(k, 0)) for k in ("ok", "changed", "failed", "unreachable", "skipped")),
+                _fmt_duration(float(s.get("duration", 0))),
+            )
+        out.print(table)
+    for label, key in (
+        ("changed", "changed_tasks"),
+        ("failed", "failed_tasks"),
+        ("unreachable", "unreachable"),
+    ):
+        for ref in detail.get(key) or []:
+            message = f": {ref.get('message')}" if ref.get("message") else ""
+            out.print(f"  [{label}]{label:<11}[/{label}] {ref.get('host')} | {ref.get('task')}{message}")
+
+
+def print_verify_summary(result: VerifyResult) -> None:
+    table = Table(title=f"verify {result.target}", title_justify="left")
+    for column in ("host", "passed", "failed", "skipped", "reachable"):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    for host, verdict in sorted(result.hosts.items()):
+        table.add_row(
+            host,
+            str(verdict.passed),
+            f"[failed]{verdict.failed}[/failed]" if verdict.failed else "0",
+            str(verdict.skipped),
+            "[unreachable]no[/unreachable]" if verdict.unreachable else "yes",
+        )
+    err.print(table)
+    for failure in result.failures:
+        err.print(f"[failed]failed[/failed] {failure.host} | {failure.test}: {failure.message}", markup=True)
+    if result.error:
+        error(result.error)
+    passed = sum(v.passed for v in result.hosts.values())
+    if result.exit_code == 0:
+        outcome = f"[ok]{passed} check(s) passed on {len(result.hosts)} host(s)[/ok]"
+    elif result.exit_code == 4:
+        down = [h for h, v in result.hosts.items() if v.unreachable]
+        outcome = f"[unreachable]unreachable: {', '.join(down)}[/unreachable]"
+    else:
+        failed_hosts = sorted({f.host for f in result.failures}) or ["(no host)"]
+        outcome = f"[failed]checks failed on {', '.join(failed_hosts)}[/failed]"
+    err.print(f"{outcome} in {_fmt_duration(result.duration)} — exit {int(result.exit_code)}")
+    err.print(f"[hint]run {result.run_id}; report: {result.artifacts}[/hint]")

@@ -1,0 +1,186 @@
+"""Typed views of ansible-runner's job events, and a tracker that aggregates them per host.
+
+Only the fields toolkit shows or records are kept; the raw events stay in the run's artifacts.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ResultStatus = Literal["ok", "changed", "failed", "ignored", "unreachable", "skipped"]
+
+
+@dataclass(frozen=True)
+class PlayStarted:
+    name: str
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    host: str
+    task: str
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    host: str
+    task: str
+    action: str
+    status: ResultStatus
+    message: str = ""
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class HostStats:
+    """One host's line of the play recap. As in Ansible, ``ok`` also counts changed results."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+
+
+@dataclass(frozen=True)
+class PlaybookStats:
+    hosts: dict[str, HostStats]
+
+
+@dataclass(frozen=True)
+class OutputText:
+    """Ansible's own rendering of an event (shown with --verbose)."""
+
+    text: str
+
+
+RunEvent = PlayStarted | TaskStarted | TaskResult | PlaybookStats | OutputText
+
+# ansible's stats keys -> ours
+_STATS_KEYS = {
+    "ok": "ok",
+    "changed": "changed",
+    "failures": "failed",
+    "dark": "unreachable",
+    "skipped": "skipped",
+    "rescued": "rescued",
+    "ignored": "ignored",
+}
+
+
+def stats_from_runner(raw: dict[str, Any] | None) -> dict[str, HostStats]:
+    """Per-host stats from ansible-runner's ``runner.stats`` or a playbook_on_stats event."""
+    if not raw:
+        return {}
+    hosts: set[str] = set()
+    for key in (*_STATS_KEYS, "processed"):
+        hosts.update((raw.get(key) or {}).keys())
+    return {
+        host: HostStats(**{ours: int((raw.get(theirs) or {}).get(host, 0)) for theirs, ours in _STATS_KEYS.items()})
+        for host in sorted(hosts)
+    }
+
+
+def _message(res: dict[str, Any]) -> str:
+    for key in ("msg", "stderr", "reason"):
+        value = res.get(key)
+        if value:
+            return str(value).strip().splitlines()[0][:500] if str(value).strip() else ""
+    return ""
+
+
+def parse_event(raw: dict[str, Any]) -> list[RunEvent]:
+    """Translate one ansible-runner event into zero or more typed events."""
+    kind = raw.get("event", "")
+    data: dict[str, Any] = raw.get("event_data") or {}
+    parsed: list[RunEvent] = []
+    text = raw.get("stdout") or ""
+    if text.strip():
+        parsed.append(OutputText(text))
+    host = str(data.get("host") or data.get("remote_addr") or "")
+    task = str(data.get("task") or "")
+    action = str(data.get("resolved_action") or data.get("task_action") or "")
+    res: dict[str, Any] = data.get("res") if isinstance(data.get("res"), dict) else {}  # type: ignore[assignment]
+    duration = data.get("duration")
+    duration = float(duration) if isinstance(duration, int | float) else None
+    if kind == "playbook_on_play_start":
+        parsed.append(PlayStarted(str(data.get("play") or data.get("name") or "")))
+    elif kind == "runner_on_start":
+        parsed.append(TaskStarted(host=host, task=task))
+    elif kind == "runner_on_ok":
+        status: ResultStatus = "changed" if res.get("changed") else "ok"
+        parsed.append(TaskResult(host, task, action, status, "", duration))
+    elif kind == "runner_on_failed":
+        status = "ignored" if data.get("ignore_errors") else "failed"
+        parsed.append(TaskResult(host, task, action, status, _message(res), duration))
+    elif kind == "runner_on_unreachable":
+        parsed.append(TaskResult(host, task, action, "unreachable", _message(res), duration))
+    elif kind == "runner_on_skipped":
+        parsed.append(TaskResult(host, task, action, "skipped", "", duration))
+    elif kind == "playbook_on_stats":
+        parsed.append(PlaybookStats(stats_from_runner(data)))
+    return parsed
+
+
+@dataclass
+class HostProgress:
+    """What the live view shows for one host while a run is going."""
+
+    current_task: str = ""
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    first_seen: float | None = None
+    last_seen: float | None = None
+
+    @property
+    def duration(self) -> float:
+        if self.first_seen is None or self.last_seen is None:
+            return 0.0
+        return self.last_seen - self.first_seen
+
+
+@dataclass
+class RunTracker:
+    """Aggregates typed events into per-host progress and the lists of changed and failed tasks."""
+
+    hosts: dict[str, HostProgress] = field(default_factory=dict)
+    changed: list[TaskResult] = field(default_factory=list)
+    failed: list[TaskResult] = field(default_factory=list)
+    unreachable: list[TaskResult] = field(default_factory=list)
+    stats: dict[str, HostStats] | None = None
+    play: str = ""
+
+    def host(self, name: str) -> HostProgress:
+        return self.hosts.setdefault(name, HostProgress())
+
+    def observe(self, event: RunEvent, now: float) -> None:
+        if isinstance(event, PlayStarted):
+            self.play = event.name
+        elif isinstance(event, TaskStarted) and event.host:
+            progress = self.host(event.host)
+            progress.current_task = event.task
+            progress.first_seen = progress.first_seen if progress.first_seen is not None else now
+            progress.last_seen = now
+        elif isinstance(event, TaskResult) and event.host:
+            progress = self.host(event.host)
+            progress.first_seen = progress.first_seen if progress.first_seen is not None else now
+            progress.last_seen = now
+            if event.status in ("ok", "changed", "ignored"):
+                progress.ok += 1
+            if event.status == "changed":
+                progress.changed += 1
+                self.changed.append(event)
+            elif event.status == "failed":
+                progress.failed += 1
+                self.failed.append(event)
+            elif event.status == "unreachable":
+                progress.unreachable += 1
+                self.unreachable.append(event)
+            elif event.status == "skipped":
+                progress.skipped += 1
+        elif isinstance(event, PlaybookStats):
+            self.stats = event.hosts

@@ -1,0 +1,98 @@
+"""Resolving an inventory and a --limit to host names before anything runs.
+
+Bad inventories and limits that match nothing are caught here, so they become a one-line usage
+error instead of an ansible-playbook run that fails (or, worse, "succeeds" on zero hosts).
+"""
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import UsageError
+from toolkit.paths import project_root
+
+_NOISE = re.compile(r"^\s*(\[WARNING\]:\s*)?")
+
+
+@dataclass(frozen=True)
+class ResolvedInventory:
+    """An inventory source and the hosts a run against it will touch."""
+
+    source: Path
+    hosts: tuple[str, ...]
+    limit: str | None
+
+    @property
+    def lock_key(self) -> str:
+        return str(self.source)
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Collect what ansible's Display writes to fd 2 while parsing, instead of showing it."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def _first_cause(lines: list[str]) -> str:
+    """The most specific line of ansible's parse failure (the YAML problem, not the plugin chatter)."""
+    for line in lines:
+        if "YAML parsing failed" in line or "Syntax Error" in line:
+            return _NOISE.sub("", line).strip()
+    for line in lines:
+        if line.strip() and "Failed to parse" not in line and "caused by" not in line:
+            return _NOISE.sub("", line).strip()
+    return ""
+
+
+def resolve(source: Path, limit: str | None = None) -> ResolvedInventory:
+    """Parse the inventory in-process and return the hosts the run would target.
+
+    Raises:
+        UsageError: the inventory is missing or malformed, has no hosts, or the limit matches none.
+    """
+    if not source.exists():
+        raise UsageError(f"inventory {source} does not exist")
+    # Ansible reads its config when first imported: make sure it is the project's (plugin paths).
+    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
+    from ansible import constants
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    constants.INVENTORY_UNPARSED_IS_FAILED = True
+    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    with _captured_stderr() as chatter:
+        try:
+            manager = InventoryManager(loader=DataLoader(), sources=[str(source)])
+            every_host = manager.get_hosts("all")
+            selected = manager.get_hosts(limit) if limit else every_host
+        except AnsibleError as exc:
+            failure: AnsibleError | None = exc
+        else:
+            failure = None
+    if failure is not None:
+        cause = _first_cause(chatter) or str(failure).splitlines()[0]
+        raise UsageError(f"cannot parse inventory {source}: {cause}") from None
+    if not every_host:
+        raise UsageError(f"inventory {source} has no hosts", hint="is the lab up? (toolkit lab up)")
+    if not selected:
+        names = ", ".join(sorted(h.name for h in every_host)[:8])
+        raise UsageError(f"--limit {limit!r} matches no host in {source}", hint=f"hosts: {names}")
+    return ResolvedInventory(source=source.resolve(), hosts=tuple(h.name for h in selected), limit=limit)

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.theme import Theme
 
+from toolkit.lab.lab import HostStatus
 from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEvent, TaskResult, TaskStarted
 from toolkit.runner.history import RunRecord
 from toolkit.runner.result import RunResult
@@ -303,3 +304,15 @@ def print_verify_summary(result: VerifyResult) -> None:
         outcome = f"[failed]checks failed on {', '.join(failed_hosts)}[/failed]"
     err.print(f"{outcome} in {_fmt_duration(result.duration)} — exit {int(result.exit_code)}")
     err.print(f"[hint]run {result.run_id}; report: {result.artifacts}[/hint]")
+
+
+def print_lab_status(statuses: list[HostStatus]) -> None:
+    table = Table(title="lab", title_justify="left")
+    for column in ("host", "address", "groups", "container", "systemd", "ssh"):
+        table.add_column(column)
+    for s in statuses:
+        container = f"[ok]{s.container}[/ok]" if s.container == "running" else f"[failed]{s.container}[/failed]"
+        systemd = f"[ok]{s.systemd}[/ok]" if s.systemd in ("running", "degraded") else f"[failed]{s.systemd}[/failed]"
+        reach = "[ok]reachable[/ok]" if s.reachable else "[unreachable]unreachable[/unreachable]"
+        table.add_row(s.name, s.address, ", ".join(s.groups), container, systemd, reach)
+    err.print(table)

@@ -1,0 +1,71 @@
+"""``toolkit lab``: local hosts as podman containers booting systemd and sshd."""
+
+import os
+import time
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from toolkit import console
+from toolkit.cli.options import JsonOption
+from toolkit.lab.lab import Lab, LabPaths, ssh_base_command, status_as_dict
+from toolkit.paths import lab_inventory, state_paths
+
+app = typer.Typer(help="The local lab: podman containers as real hosts (systemd, sshd, their own network).")
+
+
+class Profile(StrEnum):
+    minimal = "minimal"
+    full = "full"
+
+
+def _lab() -> Lab:
+    return Lab(LabPaths(state_dir=state_paths().lab, inventory_file=lab_inventory() / "hosts.yml"))
+
+
+@app.command()
+def up(
+    profile: Annotated[Profile, typer.Option("--profile", "-p", help="Which hosts to run.")] = Profile.minimal,
+    json_output: JsonOption = False,
+) -> None:
+    """Bring the lab up (idempotent: creates what is missing, starts what is stopped)."""
+    started = time.monotonic()
+    console.info(f"lab up ({profile.value})…")
+    statuses = _lab().up(profile.value)
+    elapsed = time.monotonic() - started
+    console.print_lab_status(statuses)
+    console.info(f"lab up with {len(statuses)} host(s) in {elapsed:.1f}s; inventory: inventories/lab/hosts.yml")
+    if json_output:
+        console.emit_json({"profile": profile.value, "seconds": round(elapsed, 2), "hosts": status_as_dict(statuses)})
+
+
+@app.command()
+def down(
+    purge_cache: Annotated[bool, typer.Option("--purge-cache", help="Also delete the package cache.")] = False,
+) -> None:
+    """Remove exactly what `lab up` created (the package cache's content is kept unless --purge-cache)."""
+    removed = _lab().down(purge_cache=purge_cache)
+    console.info("removed: " + ", ".join(removed) if removed else "the lab was not up: nothing to remove")
+
+
+@app.command()
+def status(json_output: JsonOption = False) -> None:
+    """Each host: container state, address, systemd state, reachable over SSH or not."""
+    statuses = _lab().status()
+    if json_output:
+        console.emit_json(status_as_dict(statuses))
+        return
+    console.print_lab_status(statuses)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="A lab host, e.g. cassandra-1.")],
+) -> None:
+    """Open a shell on a lab host (or run the command given after --)."""
+    lab = _lab()
+    target = lab.host(host)
+    command = [*ssh_base_command(lab.paths), f"toolkit@{target.address}", *ctx.args]
+    os.execvp(command[0], command)

@@ -1,0 +1,322 @@
+"""Bringing the lab up and down, and reporting on it.
+
+`up` is idempotent: it creates only what is missing and starts what is stopped. `down` removes
+exactly what `up` created (found by label and by the state file), except the package cache's content.
+"""
+
+import json
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import LabError
+from toolkit.lab import inventory, profiles
+from toolkit.lab.aptcache import AptCache
+from toolkit.lab.podman import Podman
+from toolkit.lab.profiles import LabHost
+
+BOOT_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    address: str
+    groups: tuple[str, ...]
+    container: str  # running, exited, missing, ...
+    systemd: str  # running, degraded, starting, offline, ...
+    reachable: bool
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    state_dir: Path
+    inventory_file: Path
+
+    @property
+    def key(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def containers_conf(self) -> Path:
+        return self.state_dir / "containers.conf"
+
+    @property
+    def apt_cache(self) -> Path:
+        return self.state_dir / "apt-cache"
+
+
+def apt_cache_enabled() -> bool:
+    return os.environ.get("TOOLKIT_LAB_APT_CACHE", "1") not in ("0", "false", "no", "off")
+
+
+def ssh_base_command(paths: LabPaths) -> list[str]:
+    return [
+        "ssh",
+        "-i",
+        str(paths.key),
+        "-o",
+        f"UserKnownHostsFile={paths.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+
+
+class Lab:
+    def __init__(self, paths: LabPaths) -> None:
+        self.paths = paths
+        self._podman: Podman | None = None
+
+    @property
+    def podman(self) -> Podman:
+        if self._podman is None:
+            self._podman = Podman(self.paths.containers_conf)
+        return self._podman
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.paths.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def hosts(self) -> list[LabHost]:
+        state = self.state()
+        if state is None:
+            raise LabError("the lab is not up", hint="toolkit lab up")
+        return profiles.hosts_of(str(state["profile"]))
+
+    def host(self, name: str) -> LabHost:
+        hosts = self.hosts()
+        for host in hosts:
+            if host.name == name:
+                return host
+        raise LabError(f"no lab host {name!r}; hosts: {', '.join(h.name for h in hosts)}")
+
+    # -- up ------------------------------------------------------------------------------------
+    def up(self, profile: str) -> list[HostStatus]:
+        state = self.state()
+        if state is not None and state.get("profile") != profile:
+            raise LabError(
+                f"the lab is up with profile {state.get('profile')!r}, not {profile!r}",
+                hint="toolkit lab down first, then toolkit lab up --profile " + profile,
+            )
+        podman = self.podman
+        if not podman.exists("image", profiles.IMAGE):
+            raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_key()
+        if not podman.exists("network", profiles.NETWORK):
+            podman.run(
+                "network",
+                "create",
+                "--subnet",
+                profiles.SUBNET,
+                "--gateway",
+                profiles.GATEWAY,
+                "--label",
+                f"{profiles.LABEL}=1",
+                profiles.NETWORK,
+            )
+        hosts = profiles.hosts_of(profile)
+        self._write_state(profile)  # before creating anything, so `down` can always clean up
+        for host in hosts:
+            self._ensure_container(host)
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            list(pool.map(self._wait_for_boot, hosts))
+        public_key = self.paths.key.with_suffix(".pub").read_text()
+        lines = []
+        for host in hosts:
+            self._authorize(host, public_key)
+            lines.append(self._host_key_line(host))
+        self.paths.known_hosts.write_text("".join(lines))
+        apt_proxy = None
+        if apt_cache_enabled():
+            cache = AptCache(self.paths.apt_cache, profiles.GATEWAY)
+            cache.start()
+            apt_proxy = cache.url
+        inventory.write(
+            self.paths.inventory_file,
+            inventory.render(hosts, key=self.paths.key, known_hosts=self.paths.known_hosts, apt_proxy=apt_proxy),
+        )
+        statuses = self.status()
+        unreachable = [s.name for s in statuses if not s.reachable]
+        if unreachable:
+            raise LabError(
+                f"lab hosts not reachable over SSH: {', '.join(unreachable)}",
+                hint="toolkit lab status; toolkit lab down && toolkit lab up",
+            )
+        return statuses
+
+    def _ensure_key(self) -> None:
+        if self.paths.key.exists():
+            return
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "toolkit-lab", "-f", str(self.paths.key)],
+            check=True,
+            capture_output=True,
+        )
+
+    def _write_state(self, profile: str) -> None:
+        state = {"profile": profile, "network": profiles.NETWORK, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        previous = self.state()
+        if previous and previous.get("created"):
+            state["created"] = previous["created"]
+        self.paths.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    def _container_state(self, host: LabHost) -> str:
+        found = self.podman.run("container", "inspect", "--format", "{{.State.Status}}", host.container, check=False)
+        return found.stdout.strip() if found.returncode == 0 else "missing"
+
+    def _ensure_container(self, host: LabHost) -> None:
+        state = self._container_state(host)
+        if state == "running":
+            return
+        if state != "missing":
+            self.podman.run("start", host.container)
+            return
+        self.podman.run(
+            "run",
+            "--detach",
+            "--name",
+            host.container,
+            "--hostname",
+            host.name,
+            "--network",
+            profiles.NETWORK,
+            "--ip",
+            host.address,
+            "--systemd",
+            "always",
+            "--label",
+            f"{profiles.LABEL}=1",
+            "--label",
+            f"{profiles.LABEL}.host={host.name}",
+            profiles.IMAGE,
+            "/sbin/init",
+        )
+
+    def _systemd_state(self, host: LabHost) -> str:
+        answer = self.podman.exec(host.container, "systemctl", "is-system-running")
+        return answer.stdout.strip() or "offline"
+
+    def _wait_for_boot(self, host: LabHost) -> None:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        state = "offline"
+        while time.monotonic() < deadline:
+            state = self._systemd_state(host)
+            keys = self.podman.exec(host.container, "test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub")
+            sshd = self.podman.exec(host.container, "systemctl", "is-active", "ssh")
+            if state in ("running", "degraded") and keys.returncode == 0 and sshd.stdout.strip() == "active":
+                return
+            time.sleep(0.5)
+        raise LabError(
+            f"{host.name} did not boot within {BOOT_TIMEOUT:.0f}s (systemd: {state})",
+            hint=f"podman logs {host.container}",
+        )
+
+    def _authorize(self, host: LabHost, public_key: str) -> None:
+        script = (
+            "install -d -m 0700 -o toolkit -g toolkit /home/toolkit/.ssh && "
+            "cat > /home/toolkit/.ssh/authorized_keys && "
+            "chown toolkit:toolkit /home/toolkit/.ssh/authorized_keys && chmod 0600 /home/toolkit/.ssh/authorized_keys"
+        )
+        done = self.podman.exec(host.container, "sh", "-c", script, stdin=public_key)
+        if done.returncode != 0:
+            raise LabError(f"could not install the lab key on {host.name}: {done.stderr.strip()}")
+
+    def _host_key_line(self, host: LabHost) -> str:
+        # Read out of band through podman: trusted without a trust-on-first-use SSH connection.
+        key = self.podman.exec(host.container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()
+        if len(key) < 2:
+            raise LabError(f"{host.name} has no SSH host key")
+        return f"{host.address},{host.name} {key[0]} {key[1]}\n"
+
+    # -- status --------------------------------------------------------------------------------
+    def _reachable(self, host: LabHost) -> bool:
+        if not self.paths.key.exists() or not self.paths.known_hosts.exists():
+            return False
+        command = [
+            *ssh_base_command(self.paths),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            f"toolkit@{host.address}",
+            "sudo",
+            "-n",
+            "true",
+        ]
+        try:
+            return subprocess.run(command, capture_output=True, timeout=15, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _status_of(self, host: LabHost) -> HostStatus:
+        container = self._container_state(host)
+        running = container == "running"
+        return HostStatus(
+            name=host.name,
+            address=host.address,
+            groups=host.groups,
+            container=container,
+            systemd=self._systemd_state(host) if running else "offline",
+            reachable=running and self._reachable(host),
+        )
+
+    def status(self) -> list[HostStatus]:
+        hosts = self.hosts()
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            return list(pool.map(self._status_of, hosts))
+
+    # -- down ----------------------------------------------------------------------------------
+    def down(self, purge_cache: bool = False) -> list[str]:
+        """Remove the lab. Returns what was removed (empty when nothing was up)."""
+        removed: list[str] = []
+        podman = self.podman
+        labelled = podman.json("ps", "--all", "--filter", f"label={profiles.LABEL}=1", "--format", "json") or []
+        names = [entry["Names"][0] for entry in labelled if entry.get("Names")]
+        if names:
+            podman.run("rm", "--force", "--time", "2", *names, timeout=180)
+            removed += [f"container {name}" for name in names]
+        if podman.exists("network", profiles.NETWORK):
+            podman.run("network", "rm", profiles.NETWORK)
+            removed.append(f"network {profiles.NETWORK}")
+        cache = AptCache(self.paths.apt_cache, profiles.GATEWAY)
+        if cache.stop():
+            removed.append("apt-cacher-ng")
+        if purge_cache and self.paths.apt_cache.exists():
+            cache.purge()
+            removed.append("package cache")
+        for path in (
+            self.paths.inventory_file,
+            self.paths.known_hosts,
+            self.paths.key,
+            self.paths.key.with_suffix(".pub"),
+            self.paths.state_file,
+        ):
+            if path.exists():
+                path.unlink()
+                removed.append(str(path))
+        return removed
+
+
+def status_as_dict(statuses: list[HostStatus]) -> list[dict[str, Any]]:
+    return [asdict(status) for status in statuses]

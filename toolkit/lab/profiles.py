@@ -1,0 +1,55 @@
+"""What the lab's hosts are: names, groups, stable addresses and topology variables, per profile."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NETWORK = "toolkit-lab"
+SUBNET = "10.242.10.0/24"
+GATEWAY = "10.242.10.1"
+IMAGE = "localhost/toolkit-debian:bookworm"
+CONTAINER_PREFIX = "toolkit-lab-"
+LABEL = "io.toolkit.lab"
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    address: str
+    groups: tuple[str, ...]
+    hostvars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def container(self) -> str:
+        return CONTAINER_PREFIX + self.name
+
+
+# Every host has the same address in every profile, so a profile change never renumbers a host.
+_HOSTS = {
+    host.name: host
+    for host in (
+        LabHost("cassandra-1", "10.242.10.11", ("cassandra",), {"cassandra_dc": "dc1", "cassandra_rack": "rack1"}),
+        LabHost("cassandra-2", "10.242.10.12", ("cassandra",), {"cassandra_dc": "dc1", "cassandra_rack": "rack1"}),
+        LabHost("cassandra-3", "10.242.10.13", ("cassandra",), {"cassandra_dc": "dc1", "cassandra_rack": "rack2"}),
+        LabHost("postgresql-1", "10.242.10.21", ("postgresql_primary",)),
+        LabHost("postgresql-2", "10.242.10.22", ("postgresql_replica",)),
+        LabHost("prometheus-1", "10.242.10.31", ("prometheus",)),
+    )
+}
+
+PROFILES: dict[str, tuple[str, ...]] = {
+    # Three Cassandra nodes over two racks, a PostgreSQL primary and replica, one Prometheus.
+    "full": ("cassandra-1", "cassandra-2", "cassandra-3", "postgresql-1", "postgresql-2", "prometheus-1"),
+    # One host per service: what CI needs to prove every role quickly.
+    "minimal": ("cassandra-1", "postgresql-1", "prometheus-1"),
+}
+
+# Groups whose members are other groups (Ansible "children").
+PARENT_GROUPS: dict[str, tuple[str, ...]] = {"postgresql": ("postgresql_primary", "postgresql_replica")}
+
+
+def hosts_of(profile: str) -> list[LabHost]:
+    return [_HOSTS[name] for name in PROFILES[profile]]
+
+
+def all_hosts() -> list[LabHost]:
+    return list(_HOSTS.values())

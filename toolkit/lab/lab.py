@@ -20,6 +20,8 @@ from toolkit.lab.podman import Podman
 from toolkit.lab.profiles import LabHost
 
 BOOT_TIMEOUT = 90.0
+# sshd reports active a little before a restarted container's network answers: `up` retries SSH this long.
+SSH_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,21 @@ class Lab:
             self.paths.inventory_file,
             inventory.render(hosts, key=self.paths.key, known_hosts=self.paths.known_hosts, apt_proxy=apt_proxy),
         )
-        statuses = self.status()
+        statuses = self._wait_until_reachable()
         unreachable = [s.name for s in statuses if not s.reachable]
         if unreachable:
             raise LabError(
                 f"lab hosts not reachable over SSH: {', '.join(unreachable)}",
                 hint="toolkit lab status; toolkit lab down && toolkit lab up",
             )
+        return statuses
+
+    def _wait_until_reachable(self) -> list[HostStatus]:
+        deadline = time.monotonic() + SSH_TIMEOUT
+        statuses = self.status()
+        while any(not s.reachable for s in statuses) and time.monotonic() < deadline:
+            time.sleep(1)
+            statuses = self.status()
         return statuses
 
     def _ensure_key(self) -> None:

@@ -1,0 +1,32 @@
+"""The lab every end-to-end test shares: brought up once per session with the real `toolkit lab up`.
+
+TOOLKIT_LAB_PROFILE picks the profile (minimal by default: what CI runs). A lab this session brought up is
+taken down at the end, unless TOOLKIT_LAB_KEEP=1; a lab that was already up is left as it was found.
+"""
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.lab.helpers import PROJECT, toolkit
+
+
+@dataclass(frozen=True)
+class Lab:
+    profile: str
+    hosts: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    profile = os.environ.get("TOOLKIT_LAB_PROFILE", "minimal")
+    was_up = (PROJECT / "inventories" / "lab" / "hosts.yml").exists()
+    started = toolkit("lab", "up", "--profile", profile, "--json", timeout=600)
+    assert started.returncode == 0, f"toolkit lab up failed:\n{started.stderr}"
+    hosts = tuple(sorted(entry["name"] for entry in json.loads(started.stdout)["hosts"]))
+    yield Lab(profile=profile, hosts=hosts)
+    if not was_up and os.environ.get("TOOLKIT_LAB_KEEP") != "1":
+        toolkit("lab", "down", timeout=300)

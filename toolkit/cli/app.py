@@ -86,13 +86,15 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # typer >= 0.29 vendors click (typer._click): its Abort and usage errors are not click's classes.
+        if isinstance(exc, typer.Abort):
             console.error("interrupted")
             sys.exit(int(ExitCode.INTERRUPTED))
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, typer.TyperException):
+            # A bare `toolkit` (NoArgsIsHelpError) has already printed the help; others print one error.
+            show = getattr(exc, "show", None)
+            if callable(show) and type(exc).__name__ != "NoArgsIsHelpError":
+                show()
             sys.exit(int(ExitCode.USAGE))
         _report_internal_error(exc)
         sys.exit(int(ExitCode.TASK_FAILED))

@@ -62,10 +62,13 @@ def secret_env_values(environ: dict[str, str]) -> list[str]:
 
 def _redact_text(text: str, values: list[str]) -> str:
     for value in values:
-        text = text.replace(value, REDACTED)
-        escaped = json.dumps(value)[1:-1]  # how the value looks inside a JSON string
-        if escaped != value:
-            text = text.replace(escaped, REDACTED)
+        # The value as is, inside a JSON string, and inside a JSON string in a JSON string (an event's
+        # "stdout" holds Ansible's JSON rendering of the result). Most escaped first: no fragment is left.
+        forms = [value]
+        while len(forms) < 3 and (escaped := json.dumps(forms[-1])[1:-1]) != forms[-1]:
+            forms.append(escaped)
+        for form in reversed(forms):
+            text = text.replace(form, REDACTED)
     return text
 
 

@@ -20,7 +20,16 @@ from typing import Any
 
 from toolkit.paths import StatePaths, project_root
 from toolkit.runner import artifacts
-from toolkit.runner.events import OutputText, RunEvent, RunTracker, TaskResult, parse_event, stats_from_runner
+from toolkit.runner.events import (
+    OutputText,
+    PlayStarted,
+    RunEvent,
+    RunTracker,
+    TaskResult,
+    TaskStarted,
+    parse_event,
+    stats_from_runner,
+)
 from toolkit.runner.extravars import ExtraVars, extra_vars_arguments
 from toolkit.runner.history import History
 from toolkit.runner.inventory import ResolvedInventory
@@ -261,10 +270,17 @@ def run_playbook(
 
 
 def _redacted_event(event: RunEvent, secrets: list[str]) -> RunEvent:
+    # Ansible templates play and task names with extra vars ("Connect as {{ db_password }}"): names too.
     if isinstance(event, OutputText):
         return OutputText(artifacts.redact(event.text, secrets))
-    if isinstance(event, TaskResult) and event.message:
-        return dataclasses.replace(event, message=artifacts.redact(event.message, secrets))
+    if isinstance(event, PlayStarted):
+        return PlayStarted(artifacts.redact(event.name, secrets))
+    if isinstance(event, TaskStarted):
+        return dataclasses.replace(event, task=artifacts.redact(event.task, secrets))
+    if isinstance(event, TaskResult):
+        return dataclasses.replace(
+            event, task=artifacts.redact(event.task, secrets), message=artifacts.redact(event.message, secrets)
+        )
     return event
 
 

@@ -1,0 +1,129 @@
+"""Fixtures shared by the unit layer.
+
+Every test gets its own project (playbooks/, ansible.cfg, tests/infra/) and state directory in tmp_path,
+so nothing here can read or write the checkout's .toolkit/ or inventories/lab/ (a live lab may be using
+them). ansible-runner is never run: tests that need a run install ``FakeAnsibleRunner``.
+"""
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+
+from tests.unit.fakes import Event, FakeAnsibleRunner
+from toolkit.paths import project_root
+
+REPO = Path(__file__).resolve().parents[2]
+# The same test as toolkit.runner.extravars.SECRET_NAME, kept literal so a change there cannot hide here.
+_SECRET_NAME = re.compile(r"(pass|secret|token|credential|private|api_?key|access_?key)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    home: Path
+
+    @property
+    def playbooks(self) -> Path:
+        return self.root / "playbooks"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    def inventory(self, groups: dict[str, list[str]], name: str = "hosts.yml") -> Path:
+        """Write a YAML inventory (group -> host names) and return its path."""
+        path = self.root / "inventories" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        children = {group: {"hosts": dict.fromkeys(hosts)} for group, hosts in groups.items()}
+        path.write_text(yaml.safe_dump({"all": {"children": children}}, sort_keys=False))
+        return path
+
+
+@pytest.fixture(autouse=True)
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    root = tmp_path / "project"
+    (root / "playbooks").mkdir(parents=True)
+    for service in ("base", "site"):
+        (root / "playbooks" / f"{service}.yml").write_text("- hosts: all\n  tasks: []\n")
+    (root / "playbooks" / "_shared.yml").write_text("[]\n")  # underscore: not a service
+    (root / "tests" / "infra").mkdir(parents=True)
+    (root / "tests" / "infra" / "test_base.py").write_text("def test_nothing(host):\n    pass\n")
+    (root / "ansible.cfg").write_text("[defaults]\n")
+    home = tmp_path / "home"
+    assert not str(home).startswith(str(REPO)), "state must never go to the checkout's .toolkit/"
+
+    monkeypatch.setenv("TOOLKIT_PROJECT", str(root))
+    monkeypatch.setenv("TOOLKIT_HOME", str(home))
+    monkeypatch.setenv("TOOLKIT_PLAYBOOK_DIR", str(root / "playbooks"))
+    # resolve() setdefault()s ANSIBLE_CONFIG; setting it here keeps that from leaking between tests.
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(root / "ansible.cfg"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    for name in (
+        "TOOLKIT_INVENTORY",
+        "TOOLKIT_KEEP_RUNS",
+        "TOOLKIT_DEBUG",
+        "ANSIBLE_VAULT_PASSWORD_FILE",
+        "TOOLKIT_LAB_PROFILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    # Secret-named variables of the developer's or CI's environment would be redacted from the events the
+    # tests assert on; each test plants the ones it needs.
+    for name in list(os.environ):
+        if _SECRET_NAME.search(name):
+            monkeypatch.delenv(name)
+    project_root.cache_clear()
+    yield Project(root=root.resolve(), home=home.resolve())
+    project_root.cache_clear()
+
+
+@pytest.fixture
+def fake_runner(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeAnsibleRunner]:
+    """Install a fake ``ansible_runner.run_async`` that plays the given events."""
+
+    def install(events: list[Event], status: str = "successful") -> FakeAnsibleRunner:
+        fake = FakeAnsibleRunner(events=events, status=status)
+        monkeypatch.setattr(ansible_runner, "run_async", fake)
+        return fake
+
+    return install
+
+
+@dataclass(frozen=True)
+class CliOutcome:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., CliOutcome]]:
+    """Run ``toolkit.cli.app.main()`` in-process, as the console script does, and capture its exit and output."""
+    from toolkit.cli import app as app_module
+
+    # main() registers the command groups on the module-level app on every call: undo that afterwards.
+    commands = list(app_module.app.registered_commands)
+    groups = list(app_module.app.registered_groups)
+
+    def invoke(*args: str) -> CliOutcome:
+        monkeypatch.setattr(sys, "argv", ["toolkit", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            app_module.main()
+        out, err = capsys.readouterr()
+        app_module.app.registered_commands[:] = commands
+        app_module.app.registered_groups[:] = groups
+        code = exited.value.code
+        assert isinstance(code, int), f"main() must exit with an int, got {code!r}"
+        return CliOutcome(code=code, out=out, err=err)
+
+    yield invoke
+    app_module.app.registered_commands[:] = commands
+    app_module.app.registered_groups[:] = groups

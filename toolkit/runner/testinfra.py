@@ -173,7 +173,13 @@ def run_suites(
         artifacts=str(run_dir.artifacts),
     )
     report = run_dir.artifacts / "junit.xml"
-    env = {"ANSIBLE_CONFIG": str(project_root() / "ansible.cfg"), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        "ANSIBLE_CONFIG": str(project_root() / "ansible.cfg"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # testinfra's ansible backend runs `ansible-inventory` from PATH: use the one beside this interpreter,
+        # so `.venv/bin/toolkit verify` works without an activated virtualenv (as converge does).
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     completed = subprocess.run(
         pytest_command(suites, inventory, report),
         cwd=project_root(),

@@ -10,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
 import pytest
 
 from tests.unit import fakes
@@ -290,6 +291,44 @@ def test_old_runs_are_rotated_after_a_run(
     fake_runner(mixed_run())
     result = run_playbook(make_run(project), settings())
     assert sorted(p.name for p in project.runs.iterdir()) == ["20200103T000000Z-aaaaaa", result.run_id]
+
+
+def test_rotation_spares_a_run_still_going_on_another_inventory(
+    project: Project, fake_runner: InstallFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOOLKIT_KEEP_RUNS", "1")
+    concurrent = "20200101T000000Z-cccccc"  # oldest, so first in line for deletion
+    (project.runs / concurrent).mkdir(parents=True)
+    # Its history row is 'running' under a live pid (this test's own process).
+    History(project.home / "toolkit.db").record_start(
+        run_id=concurrent,
+        kind="converge",
+        target="base",
+        inventory="/elsewhere",
+        limit=None,
+        check=False,
+        started_at="2020-01-01T00:00:00Z",
+        artifacts=None,
+    )
+    fake_runner(mixed_run())
+    result = run_playbook(make_run(project), settings())
+    assert sorted(p.name for p in project.runs.iterdir()) == [concurrent, result.run_id]
+
+
+def test_a_runner_crash_closes_the_history_row_and_scrubs(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_run_async(**kwargs: Any) -> None:
+        command = Path(kwargs["private_data_dir"]) / "env"
+        command.mkdir()
+        (command / "extravars").write_text("leftover")
+        raise RuntimeError("runner exploded")
+
+    monkeypatch.setattr(ansible_runner, "run_async", broken_run_async)
+    with pytest.raises(RuntimeError, match="runner exploded"):
+        run_playbook(make_run(project), settings())
+    [record] = History(project.home / "toolkit.db").list()
+    assert record.status == "error" and record.exit_code == 1
+    assert record.note == "RuntimeError: runner exploded"
+    assert not (project.runs / record.run_id / "env").exists()
 
 
 # --- secrets --------------------------------------------------------------------------------------------------

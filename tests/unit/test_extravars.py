@@ -100,6 +100,9 @@ def test_malformed_items_are_one_line_usage_errors(item: str, fragment: str) -> 
         "api_key",
         "apikey",
         "aws_access_key",
+        "ssh_key",
+        "encryption_key",
+        "key",
     ],
 )
 def test_secret_named_values_are_secret(name: str) -> None:
@@ -107,7 +110,16 @@ def test_secret_named_values_are_secret(name: str) -> None:
 
 
 def test_other_values_and_empty_secrets_are_not_secret() -> None:
-    extra = parse_extra_vars(["base_timezone=UTC", "port=5432", "username=alice", "db_password="])
+    extra = parse_extra_vars(
+        [
+            "base_timezone=UTC",
+            "port=5432",
+            "username=alice",
+            "db_password=",
+            "cassandra_keyspace=ks",
+            "host_key_checking=True",
+        ]
+    )
     assert extra.secret_values() == []
 
 

@@ -179,3 +179,22 @@ def test_a_running_row_from_another_controller_is_not_judged(history: History) -
     record = history.get("remote")
     assert record is not None
     assert record.effective_status == "running"
+
+
+def test_prefix_lookup_is_literal_not_a_like_pattern(history: History) -> None:
+    start(history, "20261125T041500Z-aaaaaa")
+    # LIKE would read % and _ as wildcards and ignore case; a run id prefix is matched letter for letter.
+    assert history.get("%") is None
+    assert history.get("2026112_T") is None
+    assert history.get("20261125T041500Z-AAAAAA") is None
+    found = history.get("20261125T041500Z-aaa")
+    assert found is not None and found.run_id == "20261125T041500Z-aaaaaa"
+
+
+def test_active_run_ids_are_the_running_rows_whose_process_lives(history: History) -> None:
+    start(history, "20261125T041500Z-aaaaaa")  # this process: alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    start(history, "20261125T041501Z-bbbbbb")
+    with closing(sqlite3.connect(history.path)) as db, db:
+        db.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (int(dead.stdout), "20261125T041501Z-bbbbbb"))
+    assert history.active_run_ids() == {"20261125T041500Z-aaaaaa"}

@@ -11,7 +11,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +45,15 @@ def create(runs_dir: Path) -> RunDirectory:
     return RunDirectory(run_id=run_id, private_data_dir=private)
 
 
-def rotate(runs_dir: Path, keep: int, current: str) -> list[str]:
-    """Delete the oldest run directories beyond ``keep`` (never the current one). Returns deleted ids."""
+def rotate(runs_dir: Path, keep: int, current: str, active: Collection[str] = ()) -> list[str]:
+    """Delete the oldest run directories beyond ``keep``. Returns deleted ids.
+
+    Never the current run, nor ``active`` ones: a converge against another inventory may be going on.
+    """
     if keep < 1 or not runs_dir.is_dir():
         return []
-    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and p.name != current)
+    spared = {current, *active}
+    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and p.name not in spared)
     excess = runs[: max(0, len(runs) - (keep - 1))]
     for path in excess:
         shutil.rmtree(path, ignore_errors=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.exit_codes import ExitCode
 from toolkit.paths import StatePaths, project_root
 from toolkit.runner import artifacts
 from toolkit.runner.events import (
@@ -231,9 +232,24 @@ def run_playbook(
             event_handler=on_event,
             cancel_callback=cancel.is_set,
         )
-        thread, runner = ansible_runner.run_async(**kwargs)
-        while thread.is_alive():
-            thread.join(0.2)
+        try:
+            thread, runner = ansible_runner.run_async(**kwargs)
+            while thread.is_alive():
+                thread.join(0.2)
+        except Exception as exc:
+            # ansible-runner itself broke: close the history row and scrub before the error boundary reports it.
+            artifacts.scrub(run_dir, secrets)
+            history.finish(
+                run_dir.run_id,
+                finished_at=_utc(time.time()),
+                duration=time.time() - started,
+                status="error",
+                exit_code=int(ExitCode.TASK_FAILED),
+                counts=(0, 0, 0, 0, 0),
+                detail={},
+                error=artifacts.redact(f"{type(exc).__name__}: {exc}", secrets),
+            )
+            raise
         duration = time.time() - started
         artifacts.scrub(run_dir, secrets)
         stats = tracker.stats if tracker.stats is not None else stats_from_runner(runner.stats)
@@ -264,7 +280,9 @@ def run_playbook(
             error=error,
         )
         history.record_finish(result, _utc(time.time()))
-        artifacts.rotate(settings.state.runs, settings.keep_runs, current=run_dir.run_id)
+        artifacts.rotate(
+            settings.state.runs, settings.keep_runs, current=run_dir.run_id, active=history.active_run_ids()
+        )
         return result
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack never swallows
 

@@ -20,7 +20,8 @@ import yaml
 from toolkit.errors import UsageError
 
 # Variable names that mark a value as secret: their values are scrubbed from run artifacts.
-SECRET_NAME = re.compile(r"(pass|secret|token|credential|private|api_?key|access_?key)", re.IGNORECASE)
+# "key" only as the last word of a name (ssh_key, api_key, KEY): not keyspace, keys or HOST_KEY_CHECKING.
+SECRET_NAME = re.compile(r"(pass|secret|token|credential|private|(^|_)(api_?|access_?)?key$)", re.IGNORECASE)
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VAULT_HEADER = b"$ANSIBLE_VAULT;"
 

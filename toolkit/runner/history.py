@@ -192,9 +192,16 @@ class History:
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:  # accept a unique prefix, as git does for commits
-                rows = db.execute("SELECT * FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
+                # substr, not LIKE: LIKE ignores case and reads _ and % as wildcards.
+                rows = db.execute("SELECT * FROM runs WHERE substr(run_id, 1, ?) = ?", (len(run_id), run_id)).fetchall()
                 row = rows[0] if len(rows) == 1 else None
             return _record(row) if row else None
+
+    def active_run_ids(self) -> set[str]:
+        """Runs still going (their process is alive, or they run on another controller)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM runs WHERE status = 'running'").fetchall()
+        return {record.run_id for record in map(_record, rows) if record.effective_status == "running"}
 
 
 def _user() -> str:

@@ -227,5 +227,5 @@ def run_suites(
         detail=result.to_dict(),
         error=error,
     )
-    artifacts.rotate(state.runs, keep_runs, current=run_dir.run_id)
+    artifacts.rotate(state.runs, keep_runs, current=run_dir.run_id, active=history.active_run_ids())
     return result

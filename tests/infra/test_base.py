@@ -52,12 +52,14 @@ def test_apt_uses_the_proxy_only_when_one_is_set(host: Any, base: dict[str, Any]
         assert proxy is None, f"apt uses proxy {proxy} but base_apt_proxy is empty"
 
 
-def test_apt_recommends_and_retries(host: Any, base: dict[str, Any]) -> None:
+def test_apt_recommends_retries_and_timeouts(host: Any, base: dict[str, Any]) -> None:
     require_phase(base, ROLE, "apt")
     config = apt_config(host)
     recommends = config.get("APT::Install-Recommends", "true").lower() in ("true", "1", "yes")
     assert recommends == base["base_apt_install_recommends"]
     assert config.get("Acquire::Retries") == str(base["base_apt_retries"])
+    assert config.get("Acquire::http::Timeout") == str(base["base_apt_timeout"])
+    assert config.get("Acquire::https::Timeout") == str(base["base_apt_timeout"])
 
 
 # --- packages -------------------------------------------------------------------------------------------

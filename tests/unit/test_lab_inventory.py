@@ -129,3 +129,16 @@ def test_ansible_reads_the_written_inventory_as_intended(
     assert path.read_text().startswith(inventory.HEADER)
     assert not path.with_suffix(".tmp").exists()  # written atomically through a temporary file
     assert sorted(resolve(path.parent, limit).hosts) == expected
+
+
+def test_every_host_has_a_stable_unique_locally_administered_mac() -> None:
+    hosts = profiles.all_hosts()
+    macs = [host.mac_address for host in hosts]
+    assert len(set(macs)) == len(macs)
+    for host in hosts:
+        octets = host.mac_address.split(":")
+        assert len(octets) == 6 and all(len(octet) == 2 for octet in octets)
+        # Locally administered, unicast: bit 1 of the first octet set, bit 0 clear.
+        first = int(octets[0], 16)
+        assert first & 0b10 and not first & 0b1
+    assert profiles.hosts_of("full")[0].mac_address == "02:00:0a:f2:0a:0b"  # cassandra-1, 10.242.10.11

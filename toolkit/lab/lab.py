@@ -213,6 +213,8 @@ class Lab:
             profiles.NETWORK,
             "--ip",
             host.address,
+            "--mac-address",
+            host.mac_address,
             "--systemd",
             "always",
             "--label",

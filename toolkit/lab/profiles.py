@@ -22,6 +22,15 @@ class LabHost:
     def container(self) -> str:
         return CONTAINER_PREFIX + self.name
 
+    @property
+    def mac_address(self) -> str:
+        """A fixed, locally administered MAC made from the address (02:00 + its four octets).
+
+        Without it a restarted container gets a new MAC for the same IP, and the controller keeps sending
+        to the old one until its neighbour entry expires: SSH timed out for ~40 s after every restart.
+        """
+        return "02:00:" + ":".join(f"{int(octet):02x}" for octet in self.address.split("."))
+
 
 # Every host has the same address in every profile, so a profile change never renumbers a host.
 _HOSTS = {

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.theme import Theme
 
@@ -33,6 +34,7 @@ THEME = Theme(
         "hint": "dim italic",
         "error": "bold red",
         "warning": "yellow",
+        "note": "cyan",
     }
 )
 
@@ -171,6 +173,8 @@ def print_run_summary(result: RunResult) -> None:
         )
     if result.hosts:
         err.print(table)
+    for ref in result.notes:
+        err.print(f"[note]note[/note]        {ref.host} | {escape(ref.message)}", markup=True)
     for ref in result.failed:
         err.print(f"[failed]failed[/failed]      {ref.host} | {ref.task}" + (f": {ref.message}" if ref.message else ""))
     for ref in result.unreachable:

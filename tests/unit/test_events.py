@@ -41,9 +41,45 @@ def test_an_unchanged_result_is_ok() -> None:
     assert result.status == "ok"
 
 
+def test_a_debug_message_is_kept_as_a_note_on_one_line() -> None:
+    event = fakes.task_ok("db-1", "Report pending settings", action="ansible.builtin.debug")
+    event["event_data"]["res"]["msg"] = "PENDING RESTART on db-1:\n  max_connections"
+    result = only(parse_event(event), TaskResult)
+    assert (result.status, result.message) == ("ok", "PENDING RESTART on db-1: max_connections")
+
+
+def test_other_modules_messages_are_not_notes() -> None:
+    event = fakes.task_ok("db-1", "Install", action="ansible.builtin.apt")
+    event["event_data"]["res"]["msg"] = "1 upgraded, 0 newly installed"
+    assert only(parse_event(event), TaskResult).message == ""
+
+
+def test_the_tracker_collects_notes_in_order() -> None:
+    tracker = RunTracker()
+    for host in ("db-2", "db-1"):
+        event = fakes.task_ok(host, "Say", action="debug")
+        event["event_data"]["res"]["msg"] = f"restarted {host}"
+        for parsed in parse_event(event):
+            tracker.observe(parsed, now=1.0)
+    tracker.observe(only(parse_event(fakes.task_ok("db-1", "Ping")), TaskResult), now=2.0)
+    assert [(note.host, note.message) for note in tracker.notes] == [
+        ("db-2", "restarted db-2"),
+        ("db-1", "restarted db-1"),
+    ]
+
+
 def test_a_failure_keeps_the_first_line_of_its_message() -> None:
     result = only(parse_event(fakes.task_failed("db-1", "Start", "unit failed\nsee journalctl")), TaskResult)
     assert result == TaskResult("db-1", "Start", "ansible.builtin.command", "failed", "unit failed", 0.5)
+
+
+def test_an_argument_spec_failure_names_the_variable_and_value() -> None:
+    event = fakes.task_failed("db-1", "Validating arguments against arg spec main", "Validation of arguments failed:")
+    event["event_data"]["res"]["argument_errors"] = [
+        "value of method must be one of: scram-sha-256, peer, reject, got: md5 found in postgresql_hba_rules"
+    ]
+    result = only(parse_event(event), TaskResult)
+    assert result.message.endswith("got: md5 found in postgresql_hba_rules")
 
 
 def test_a_failure_without_msg_falls_back_to_stderr() -> None:

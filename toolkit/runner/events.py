@@ -83,11 +83,28 @@ def stats_from_runner(raw: dict[str, Any] | None) -> dict[str, HostStats]:
 
 
 def _message(res: dict[str, Any]) -> str:
+    # A role's argument_specs failure says only "Validation of arguments failed:" on its first line; the
+    # errors themselves (which variable, which value) are what the operator needs.
+    errors = res.get("argument_errors")
+    if isinstance(errors, list) and errors:
+        return "; ".join(" ".join(str(error).split()) for error in errors)[:500]
     for key in ("msg", "stderr", "reason"):
         value = res.get(key)
         if value:
             return str(value).strip().splitlines()[0][:500] if str(value).strip() else ""
     return ""
+
+
+DEBUG_ACTIONS = frozenset({"debug", "ansible.builtin.debug", "ansible.legacy.debug"})
+
+
+def _note(res: dict[str, Any]) -> str:
+    """The message of a debug task, on one line (at most 1,000 characters)."""
+    value = res.get("msg")
+    if value is None or value == "":
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return " ".join(text.split())[:1000]
 
 
 def parse_event(raw: dict[str, Any]) -> list[RunEvent]:
@@ -110,7 +127,9 @@ def parse_event(raw: dict[str, Any]) -> list[RunEvent]:
         parsed.append(TaskStarted(host=host, task=task))
     elif kind == "runner_on_ok":
         status: ResultStatus = "changed" if res.get("changed") else "ok"
-        parsed.append(TaskResult(host, task, action, status, "", duration))
+        # A debug task's message is meant for the operator (e.g. "PENDING RESTART ..."): keep it.
+        note = _note(res) if action in DEBUG_ACTIONS else ""
+        parsed.append(TaskResult(host, task, action, status, note, duration))
     elif kind == "runner_on_failed":
         status = "ignored" if data.get("ignore_errors") else "failed"
         parsed.append(TaskResult(host, task, action, status, _message(res), duration))
@@ -151,6 +170,7 @@ class RunTracker:
     changed: list[TaskResult] = field(default_factory=list)
     failed: list[TaskResult] = field(default_factory=list)
     unreachable: list[TaskResult] = field(default_factory=list)
+    notes: list[TaskResult] = field(default_factory=list)
     stats: dict[str, HostStats] | None = None
     play: str = ""
 
@@ -171,6 +191,8 @@ class RunTracker:
             progress.last_seen = now
             if event.status in ("ok", "changed", "ignored"):
                 progress.ok += 1
+                if event.message:
+                    self.notes.append(event)
             if event.status == "changed":
                 progress.changed += 1
                 self.changed.append(event)

@@ -274,6 +274,7 @@ def run_playbook(
                 for name, host_stats in stats.items()
             },
             changed=[TaskRef.of(r) for r in tracker.changed],
+            notes=[TaskRef.of(r) for r in tracker.notes],
             failed=[TaskRef.of(r) for r in tracker.failed],
             unreachable=[TaskRef.of(r) for r in tracker.unreachable],
             artifacts=run_dir.artifacts,

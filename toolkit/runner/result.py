@@ -63,6 +63,8 @@ class RunResult:
     changed: list[TaskRef] = field(default_factory=list)
     failed: list[TaskRef] = field(default_factory=list)
     unreachable: list[TaskRef] = field(default_factory=list)
+    # Messages of debug tasks: what a playbook wanted the operator to read (e.g. a pending restart).
+    notes: list[TaskRef] = field(default_factory=list)
     artifacts: Path | None = None
     error: str = ""
 
@@ -96,6 +98,7 @@ class RunResult:
             "changed_tasks": [asdict(ref) for ref in self.changed],
             "failed_tasks": [asdict(ref) for ref in self.failed],
             "unreachable": [asdict(ref) for ref in self.unreachable],
+            "notes": [asdict(ref) for ref in self.notes],
             "artifacts": str(self.artifacts) if self.artifacts else None,
             "error": self.error,
         }

@@ -96,3 +96,22 @@ def test_an_inventory_directory_with_group_vars_resolves(project: Project) -> No
     (project.root / "inventories" / "group_vars").mkdir()
     (project.root / "inventories" / "group_vars" / "all.yml").write_text("toolkit_env: test\n")
     assert resolve(project.root / "inventories", "db").hosts == ("db-1",)
+
+
+def test_a_scope_keeps_only_the_services_hosts(project: Project) -> None:
+    source = project.inventory(GROUPS)
+    assert resolve(source, scope="db").hosts == ("db-1",)
+    assert resolve(source, limit="*-1", scope="web:db").hosts == ("web-1", "db-1")
+
+
+def test_a_limit_outside_the_scope_is_a_usage_error_naming_both(project: Project) -> None:
+    source = project.inventory(GROUPS)
+    with pytest.raises(UsageError) as raised:
+        resolve(source, limit="web-1", scope="db")
+    assert raised.value.message == f"--limit 'web-1' matches no host in {source} (within 'db')"
+
+
+def test_a_scope_matching_nothing_is_a_usage_error(project: Project) -> None:
+    with pytest.raises(UsageError) as raised:
+        resolve(project.inventory(GROUPS), scope="cassandra")
+    assert raised.value.message.startswith("no host of ") and raised.value.message.endswith("is in 'cassandra'")

@@ -30,10 +30,10 @@ VerboseOption = Annotated[
 ]
 
 
-def resolve_inventory(inventory: Path | None, limit: str | None) -> ResolvedInventory:
-    """The inventory to use and the hosts it targets; the lab's when none is given."""
+def resolve_inventory(inventory: Path | None, limit: str | None, scope: str | None = None) -> ResolvedInventory:
+    """The inventory to use and the hosts it targets (within scope, a host pattern); the lab's by default."""
     if inventory is None:
         inventory = lab_inventory()
         if not (inventory / "hosts.yml").exists():
             raise UsageError("the lab is not up (no inventories/lab/hosts.yml)", hint="run: toolkit lab up")
-    return resolve(inventory, limit)
+    return resolve(inventory, limit, scope)

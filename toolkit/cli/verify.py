@@ -10,7 +10,7 @@ from toolkit.errors import UsageError
 from toolkit.paths import state_paths
 from toolkit.runner.execute import RunSettings
 from toolkit.runner.testinfra import run_suites
-from toolkit.services import available_services, infra_suite_for
+from toolkit.services import available_services, hosts_pattern_for, infra_suite_for
 
 
 def verify(
@@ -25,7 +25,7 @@ def verify(
     suites = infra_suite_for(service)
     if not suites:
         raise UsageError(f"no testinfra suite for {service!r} (expected tests/infra/test_{service}.py)")
-    resolved = resolve_inventory(inventory, limit)
+    resolved = resolve_inventory(inventory, limit, scope=hosts_pattern_for(service))
     console.info(f"verify {service} on {len(resolved.hosts)} host(s): {', '.join(s.name for s in suites)}")
     settings = RunSettings.from_env(state_paths())
     result = run_suites(service, suites, resolved, settings.state, settings.keep_runs)

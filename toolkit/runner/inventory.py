@@ -61,8 +61,11 @@ def _first_cause(lines: list[str]) -> str:
     return ""
 
 
-def resolve(source: Path, limit: str | None = None) -> ResolvedInventory:
+def resolve(source: Path, limit: str | None = None, scope: str | None = None) -> ResolvedInventory:
     """Parse the inventory in-process and return the hosts the run would target.
+
+    scope is an Ansible host pattern for the hosts a service runs on (its playbook's plays); when given,
+    only hosts in it are selected.
 
     Raises:
         UsageError: the inventory is missing or malformed, has no hosts, or the limit matches none.
@@ -83,6 +86,9 @@ def resolve(source: Path, limit: str | None = None) -> ResolvedInventory:
             manager = InventoryManager(loader=DataLoader(), sources=[str(source)])
             every_host = manager.get_hosts("all")
             selected = manager.get_hosts(limit) if limit else every_host
+            if scope:
+                in_scope = set(manager.get_hosts(scope))
+                selected = [host for host in selected if host in in_scope]
         except AnsibleError as exc:
             failure: AnsibleError | None = exc
         else:
@@ -94,5 +100,8 @@ def resolve(source: Path, limit: str | None = None) -> ResolvedInventory:
         raise UsageError(f"inventory {source} has no hosts", hint="is the lab up? (toolkit lab up)")
     if not selected:
         names = ", ".join(sorted(h.name for h in every_host)[:8])
-        raise UsageError(f"--limit {limit!r} matches no host in {source}", hint=f"hosts: {names}")
+        if scope and not limit:
+            raise UsageError(f"no host of {source} is in {scope!r}", hint=f"hosts: {names}")
+        where = f"{source} (within {scope!r})" if scope else str(source)
+        raise UsageError(f"--limit {limit!r} matches no host in {where}", hint=f"hosts: {names}")
     return ResolvedInventory(source=source.resolve(), hosts=tuple(h.name for h in selected), limit=limit)

@@ -82,6 +82,16 @@ def test_an_argument_spec_failure_names_the_variable_and_value() -> None:
     assert result.message.endswith("got: md5 found in postgresql_hba_rules")
 
 
+def test_a_failed_loop_reports_its_first_failed_items_message() -> None:
+    event = fakes.task_failed("db-1", "Check every rule", "One or more items failed")
+    event["event_data"]["res"]["results"] = [
+        {"failed": False, "msg": "All assertions passed"},
+        {"failed": True, "msg": "rule 1 (10.0.0.300/8) is not a CIDR\nsecond line"},
+        {"failed": True, "msg": "rule 2 is bad too"},
+    ]
+    assert only(parse_event(event), TaskResult).message == "rule 1 (10.0.0.300/8) is not a CIDR"
+
+
 def test_a_failure_without_msg_falls_back_to_stderr() -> None:
     event = fakes.task_failed("db-1", "Run", "")
     event["event_data"]["res"] = {"msg": "", "stderr": "  permission denied\n", "rc": 1}

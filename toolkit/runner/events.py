@@ -88,6 +88,14 @@ def _message(res: dict[str, Any]) -> str:
     errors = res.get("argument_errors")
     if isinstance(errors, list) and errors:
         return "; ".join(" ".join(str(error).split()) for error in errors)[:500]
+    # A loop says only "One or more items failed"; the failed item's own message says what and why.
+    items = res.get("results")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and item.get("failed"):
+                message = _message(item)
+                if message:
+                    return message
     for key in ("msg", "stderr", "reason"):
         value = res.get(key)
         if value:

@@ -69,6 +69,7 @@ def test_down_removes_exactly_what_up_created_and_up_restores_it(lab):
     assert podman("network", "exists", "toolkit-lab", check=False).returncode != 0
     assert not (PROJECT / "inventories" / "lab" / "hosts.yml").exists()
     assert not (LAB_STATE / "state.json").exists() and not (LAB_STATE / "id_ed25519").exists()
+    assert not (LAB_STATE / "secrets").exists(), "down must remove the lab's generated passwords"
     # The image and the package cache's content survive: the next `up` is fast and downloads nothing.
     assert podman("image", "exists", "localhost/toolkit-debian:bookworm", check=False).returncode == 0
 

@@ -80,12 +80,13 @@ def test_every_host_has_a_unique_name_and_address_in_the_lab_subnet() -> None:
         assert host.container == profiles.CONTAINER_PREFIX + host.name
 
 
-def test_minimal_is_a_subset_of_full_with_one_host_per_service() -> None:
+def test_minimal_is_a_subset_of_full_with_one_host_per_service_and_a_replica() -> None:
     minimal = profiles.hosts_of("minimal")
     assert {h.name for h in minimal} <= {h.name for h in profiles.hosts_of("full")}
     assert sorted(group for host in minimal for group in host.groups) == [
         "cassandra",
         "postgresql_primary",
+        "postgresql_replica",
         "prometheus",
     ]
 
@@ -103,13 +104,28 @@ def test_a_host_keeps_its_address_and_vars_across_profiles() -> None:
     full = rendered_hosts(render("full")["all"])
     minimal = rendered_hosts(render("minimal")["all"])
     assert len(full) == 6
-    assert len(minimal) == 3
+    assert len(minimal) == 4
     assert {name: full[name] for name in minimal} == minimal
 
 
-def test_minimal_renders_postgresql_with_only_the_primary() -> None:
+def test_minimal_renders_postgresql_as_primary_and_replica() -> None:
     postgresql = render("minimal")["all"]["children"]["postgresql"]["children"]
-    assert list(postgresql) == ["postgresql_primary"]
+    assert {group: list(members["hosts"]) for group, members in postgresql.items()} == {
+        "postgresql_primary": ["postgresql-1"],
+        "postgresql_replica": ["postgresql-2"],
+    }
+
+
+def test_secrets_dir_is_handed_to_the_inventory_only_when_given() -> None:
+    assert "toolkit_lab_secrets_dir" not in render("minimal")["all"]["vars"]
+    rendered = inventory.render(
+        profiles.hosts_of("minimal"),
+        key=KEY,
+        known_hosts=KNOWN_HOSTS,
+        apt_proxy=None,
+        secrets_dir=Path("/state/lab/secrets"),
+    )
+    assert rendered["all"]["vars"]["toolkit_lab_secrets_dir"] == "/state/lab/secrets"
 
 
 @pytest.mark.parametrize(

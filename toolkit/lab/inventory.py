@@ -13,8 +13,14 @@ HEADER = (
 )
 
 
-def render(hosts: list[LabHost], *, key: Path, known_hosts: Path, apt_proxy: str | None) -> dict[str, Any]:
-    """The inventory as a YAML-ready mapping: connection settings in all.vars, hosts in their groups."""
+def render(
+    hosts: list[LabHost], *, key: Path, known_hosts: Path, apt_proxy: str | None, secrets_dir: Path | None = None
+) -> dict[str, Any]:
+    """The inventory as a YAML-ready mapping: connection settings in all.vars, hosts in their groups.
+
+    secrets_dir is where the lab's group_vars keep generated passwords (Ansible's password lookup), so
+    they live with the lab's other state and go with `lab down`.
+    """
     connection: dict[str, Any] = {
         "ansible_user": "toolkit",
         "ansible_become": True,
@@ -24,6 +30,8 @@ def render(hosts: list[LabHost], *, key: Path, known_hosts: Path, apt_proxy: str
     }
     if apt_proxy:
         connection["base_apt_proxy"] = apt_proxy
+    if secrets_dir is not None:
+        connection["toolkit_lab_secrets_dir"] = str(secrets_dir)
     groups: dict[str, dict[str, Any]] = {}
     for host in hosts:
         for group in host.groups:

@@ -6,6 +6,7 @@ exactly what `up` created (found by label and by the state file), except the pac
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,11 @@ class LabPaths:
     @property
     def known_hosts(self) -> Path:
         return self.state_dir / "known_hosts"
+
+    @property
+    def secrets(self) -> Path:
+        """Lab-only passwords, generated on first use by Ansible's password lookup (never in git)."""
+        return self.state_dir / "secrets"
 
     @property
     def state_file(self) -> Path:
@@ -154,9 +160,16 @@ class Lab:
             cache = AptCache(self.paths.apt_cache, profiles.GATEWAY)
             cache.start()
             apt_proxy = cache.url
+        self.paths.secrets.mkdir(mode=0o700, exist_ok=True)
         inventory.write(
             self.paths.inventory_file,
-            inventory.render(hosts, key=self.paths.key, known_hosts=self.paths.known_hosts, apt_proxy=apt_proxy),
+            inventory.render(
+                hosts,
+                key=self.paths.key,
+                known_hosts=self.paths.known_hosts,
+                apt_proxy=apt_proxy,
+                secrets_dir=self.paths.secrets,
+            ),
         )
         statuses = self._wait_until_reachable()
         unreachable = [s.name for s in statuses if not s.reachable]
@@ -327,6 +340,9 @@ class Lab:
             if path.exists():
                 path.unlink()
                 removed.append(str(path))
+        if self.paths.secrets.exists():
+            shutil.rmtree(self.paths.secrets)
+            removed.append(str(self.paths.secrets))
         return removed
 
 

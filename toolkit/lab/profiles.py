@@ -48,8 +48,9 @@ _HOSTS = {
 PROFILES: dict[str, tuple[str, ...]] = {
     # Three Cassandra nodes over two racks, a PostgreSQL primary and replica, one Prometheus.
     "full": ("cassandra-1", "cassandra-2", "cassandra-3", "postgresql-1", "postgresql-2", "prometheus-1"),
-    # One host per service: what CI needs to prove every role quickly.
-    "minimal": ("cassandra-1", "postgresql-1", "prometheus-1"),
+    # One host per service, plus the PostgreSQL replica (replication is what that service is about): what
+    # CI needs to prove every role quickly.
+    "minimal": ("cassandra-1", "postgresql-1", "postgresql-2", "prometheus-1"),
 }
 
 # Groups whose members are other groups (Ansible "children").

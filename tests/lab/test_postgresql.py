@@ -1,0 +1,213 @@
+"""End to end on the lab: `toolkit converge postgresql` gives a primary and a streaming replica, and applies
+changes the right way (reload when that is enough, restart replicas first when not) without losing a
+committed transaction. Needs a profile with both postgresql-1 and postgresql-2 (minimal and full have them).
+"""
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.lab.helpers import PROJECT, on_host, parse_json, toolkit
+
+pytestmark = pytest.mark.lab
+PRIMARY = "postgresql-1"
+REPLICA = "postgresql-2"
+RESTART_TASK = "Restart PostgreSQL to apply the settings pending a restart."
+RELOAD_TASK = "Reload the server so it applies every setting that needs no restart."
+
+
+def psql(host: str, query: str) -> str:
+    """A query as the postgres superuser on the host, out of band (podman exec, not Ansible)."""
+    quoted = query.replace("'", "'\\''")
+    result = on_host(host, f"cd / && runuser -u postgres -- psql -X -q -t -A -d postgres -c '{quoted}'")
+    assert result.returncode == 0, f"{host}: {query}: {result.stderr}"
+    return result.stdout.strip()
+
+
+def started_at(host: str) -> str:
+    return psql(host, "SELECT pg_postmaster_start_time()")
+
+
+def converge(*args: str, extra: dict[str, Any] | None = None, tmp_path: Path | None = None) -> dict[str, Any]:
+    command = ["converge", "postgresql", "--json", *args]
+    if extra is not None:
+        assert tmp_path is not None
+        extra_file = tmp_path / "extra.yml"
+        extra_file.write_text(yaml.safe_dump(extra))
+        command += ["-e", f"@{extra_file}"]
+    result = toolkit(*command)
+    document = parse_json(result.stdout) if result.stdout.strip() else {}
+    document["_returncode"] = result.returncode
+    document["_stderr"] = result.stderr
+    return document
+
+
+def changed_on(document: dict[str, Any], task: str) -> list[str]:
+    """The hosts on which a task (by name) changed something, in the order the run changed them."""
+    return [ref["host"] for ref in document["changed_tasks"] if ref["task"].endswith(task)]
+
+
+@pytest.fixture(scope="module")
+def postgresql_lab(lab: Any) -> Iterator[Any]:
+    if not {PRIMARY, REPLICA} <= set(lab.hosts):
+        pytest.fail(f"the {lab.profile} profile has no PostgreSQL primary and replica")
+    base = toolkit("converge", "base", "--limit", "postgresql")
+    assert base.returncode == 0, base.stderr
+    yield lab
+
+
+def test_converge_gives_a_primary_and_a_streaming_replica(postgresql_lab: Any) -> None:
+    document = converge()
+    assert document["_returncode"] == 0, document["_stderr"]
+    assert set(document["hosts"]) == {PRIMARY, REPLICA}
+    assert psql(PRIMARY, "SELECT application_name, state FROM pg_stat_replication") == "postgresql_2|streaming"
+    assert psql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
+
+
+def test_second_converge_changes_nothing(postgresql_lab: Any) -> None:
+    document = converge()
+    assert document["_returncode"] == 0, document["_stderr"]
+    assert document["changed_tasks"] == []
+    assert document["totals"]["changed"] == 0
+
+
+def test_verify_postgresql_passes_by_real_sql(postgresql_lab: Any) -> None:
+    result = toolkit("verify", "postgresql", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdicts = parse_json(result.stdout)["hosts"]
+    assert set(verdicts) == {PRIMARY, REPLICA}
+    assert all(verdict["failed"] == 0 and verdict["passed"] >= 10 for verdict in verdicts.values()), verdicts
+
+
+def test_a_reload_only_change_restarts_nothing(postgresql_lab: Any, tmp_path: Path) -> None:
+    before = {host: started_at(host) for host in (PRIMARY, REPLICA)}
+    change = {"postgresql_settings": {"log_min_duration_statement": "250ms"}}
+    try:
+        document = converge(extra=change, tmp_path=tmp_path)
+        assert document["_returncode"] == 0, document["_stderr"]
+        assert sorted(changed_on(document, RELOAD_TASK)) == [PRIMARY, REPLICA]
+        assert changed_on(document, RESTART_TASK) == []
+        assert psql(PRIMARY, "SHOW log_min_duration_statement") == "250ms"
+        assert {host: started_at(host) for host in (PRIMARY, REPLICA)} == before
+    finally:
+        assert converge()["_returncode"] == 0
+
+
+def test_a_pending_restart_is_named_and_not_applied_when_restarts_are_not_allowed(
+    postgresql_lab: Any, tmp_path: Path
+) -> None:
+    before = {host: started_at(host) for host in (PRIMARY, REPLICA)}
+    change = {"postgresql_max_connections": 210, "postgresql_restart_allowed": False}
+    try:
+        document = converge(extra=change, tmp_path=tmp_path)
+        assert document["_returncode"] == 0, document["_stderr"]
+        assert changed_on(document, RESTART_TASK) == []
+        pending = [note["message"] for note in document["notes"] if note["host"] == PRIMARY]
+        assert any(f"PENDING RESTART on {PRIMARY}: max_connections" in message for message in pending), pending
+        assert f"note        {PRIMARY} | PENDING RESTART" in document["_stderr"]
+        assert psql(PRIMARY, "SHOW max_connections") != "210"
+        assert {host: started_at(host) for host in (PRIMARY, REPLICA)} == before
+    finally:
+        assert converge()["_returncode"] == 0
+    assert psql(PRIMARY, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
+
+
+def test_a_restart_under_writes_loses_no_committed_transaction(postgresql_lab: Any, tmp_path: Path) -> None:
+    psql(PRIMARY, "CREATE TABLE IF NOT EXISTS toolkit_writes (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+    psql(PRIMARY, "TRUNCATE toolkit_writes")
+    before = {host: started_at(host) for host in (PRIMARY, REPLICA)}
+    # One transaction per psql call; an id is recorded only after psql saw its commit succeed. Failed calls
+    # (the server restarting) are retried: the client keeps writing through the restart.
+    writer = subprocess.Popen(
+        [
+            "podman",
+            "exec",
+            f"toolkit-lab-{PRIMARY}",
+            "sh",
+            "-c",
+            "rm -f /tmp/acked /tmp/stop; cd /; while [ ! -e /tmp/stop ]; do "
+            "id=$(runuser -u postgres -- psql -X -q -t -A -d postgres "
+            "-c 'INSERT INTO toolkit_writes DEFAULT VALUES RETURNING id' 2>/dev/null) "
+            "&& echo $id >> /tmp/acked || sleep 0.05; done",
+        ],
+        env=_podman_env(),
+    )
+    try:
+        time.sleep(2)
+        change = {"postgresql_max_connections": 220}
+        document = converge(extra=change, tmp_path=tmp_path)
+        time.sleep(2)
+    finally:
+        on_host(PRIMARY, "touch /tmp/stop")
+        writer.wait(timeout=60)
+    try:
+        assert document["_returncode"] == 0, document["_stderr"]
+        # Replica first, then the primary; and the human output names the restart.
+        assert changed_on(document, RESTART_TASK) == [REPLICA, PRIMARY]
+        applied = {note["host"]: note["message"] for note in document["notes"] if "Restarted" in note["message"]}
+        assert applied == {
+            host: f"Restarted PostgreSQL on {host} to apply: max_connections" for host in (REPLICA, PRIMARY)
+        }
+        assert f"{PRIMARY} | Restarted PostgreSQL on {PRIMARY} to apply: max_connections" in document["_stderr"]
+        assert psql(PRIMARY, "SHOW max_connections") == "220"
+        assert all(started_at(host) != before[host] for host in (PRIMARY, REPLICA))
+        acked = {int(line) for line in on_host(PRIMARY, "cat /tmp/acked").stdout.split()}
+        assert len(acked) > 20, "the writer barely wrote: the test proves nothing"
+        on_primary = {int(row) for row in psql(PRIMARY, "SELECT id FROM toolkit_writes").split()}
+        assert acked - on_primary == set(), "committed transactions missing on the primary"
+        on_replica = _rows_on_replica_once_caught_up(len(on_primary))
+        assert acked - on_replica == set(), "committed transactions missing on the replica"
+    finally:
+        reverted = converge()
+    # Going back down, the primary restarts first: a standby refuses a lower max_connections than its primary.
+    assert reverted["_returncode"] == 0, reverted["_stderr"]
+    assert changed_on(reverted, RESTART_TASK) == [PRIMARY, REPLICA]
+    assert psql(REPLICA, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+
+
+def test_bad_input_fails_before_anything_changes(postgresql_lab: Any, tmp_path: Path) -> None:
+    bad_rule = {"postgresql_hba_rules": [{"address": "10.0.0.0/8", "method": "md5"}]}
+    document = converge(extra=bad_rule, tmp_path=tmp_path)
+    assert document["_returncode"] != 0
+    assert document["totals"]["changed"] == 0
+    assert "md5" in json.dumps(document["failed_tasks"])
+
+    bad_cidr = {"postgresql_hba_rules": [{"address": "10.0.0.300/8"}]}
+    document = converge(extra=bad_cidr, tmp_path=tmp_path)
+    assert document["_returncode"] != 0
+    assert document["totals"]["changed"] == 0
+    assert "10.0.0.300/8" in json.dumps(document["failed_tasks"])
+
+    inventory = tmp_path / "two-primaries.yml"
+    lab_inventory = yaml.safe_load((PROJECT / "inventories" / "lab" / "hosts.yml").read_text())
+    postgresql = lab_inventory["all"]["children"]["postgresql"]["children"]
+    postgresql["postgresql_primary"]["hosts"].update(postgresql.pop("postgresql_replica")["hosts"])
+    inventory.write_text(yaml.safe_dump(lab_inventory))
+    result = toolkit("converge", "postgresql", "--json", "-i", str(inventory))
+    assert result.returncode != 0
+    document = parse_json(result.stdout)
+    assert document["totals"]["changed"] == 0
+    assert "exactly one PostgreSQL primary" in json.dumps(document["failed_tasks"])
+    assert psql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
+
+
+def _rows_on_replica_once_caught_up(expected: int) -> set[int]:
+    deadline = time.monotonic() + 30
+    rows: set[int] = set()
+    while time.monotonic() < deadline:
+        rows = {int(row) for row in psql(REPLICA, "SELECT id FROM toolkit_writes").split()}
+        if len(rows) >= expected:
+            break
+        time.sleep(0.5)
+    return rows
+
+
+def _podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(PROJECT / ".toolkit" / "lab" / "containers.conf")}

@@ -185,16 +185,21 @@ def test_bad_input_fails_before_anything_changes(postgresql_lab: Any, tmp_path: 
     assert document["totals"]["changed"] == 0
     assert "10.0.0.300/8" in json.dumps(document["failed_tasks"])
 
-    inventory = tmp_path / "two-primaries.yml"
+    # Topology errors: two primaries, and a replica left without one.
     lab_inventory = yaml.safe_load((PROJECT / "inventories" / "lab" / "hosts.yml").read_text())
-    postgresql = lab_inventory["all"]["children"]["postgresql"]["children"]
-    postgresql["postgresql_primary"]["hosts"].update(postgresql.pop("postgresql_replica")["hosts"])
-    inventory.write_text(yaml.safe_dump(lab_inventory))
-    result = toolkit("converge", "postgresql", "--json", "-i", str(inventory))
-    assert result.returncode != 0
-    document = parse_json(result.stdout)
-    assert document["totals"]["changed"] == 0
-    assert "exactly one PostgreSQL primary" in json.dumps(document["failed_tasks"])
+    two_primaries = json.loads(json.dumps(lab_inventory))
+    groups = two_primaries["all"]["children"]["postgresql"]["children"]
+    groups["postgresql_primary"]["hosts"].update(groups.pop("postgresql_replica")["hosts"])
+    no_primary = json.loads(json.dumps(lab_inventory))
+    del no_primary["all"]["children"]["postgresql"]["children"]["postgresql_primary"]
+    for name, broken in (("two-primaries", two_primaries), ("no-primary", no_primary)):
+        inventory = tmp_path / f"{name}.yml"
+        inventory.write_text(yaml.safe_dump(broken))
+        result = toolkit("converge", "postgresql", "--json", "-i", str(inventory))
+        assert result.returncode != 0, name
+        document = parse_json(result.stdout)
+        assert document["totals"]["changed"] == 0, name
+        assert "exactly one PostgreSQL primary" in json.dumps(document["failed_tasks"]), name
     assert psql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
 
 

@@ -295,6 +295,8 @@ def print_verify_summary(result: VerifyResult) -> None:
     err.print(table)
     for failure in result.failures:
         err.print(f"[failed]failed[/failed] {failure.host} | {failure.test}: {failure.message}", markup=True)
+    if result.lynis:
+        print_lynis_scores(result)
     if result.error:
         error(result.error)
     passed = sum(v.passed for v in result.hosts.values())
@@ -308,6 +310,21 @@ def print_verify_summary(result: VerifyResult) -> None:
         outcome = f"[failed]checks failed on {', '.join(failed_hosts)}[/failed]"
     err.print(f"{outcome} in {_fmt_duration(result.duration)} — exit {int(result.exit_code)}")
     err.print(f"[hint]run {result.run_id}; report: {result.artifacts}[/hint]")
+
+
+def print_lynis_scores(result: VerifyResult) -> None:
+    """The Lynis hardening index of each scanned host, with its warnings (suggestions: --json / artifacts)."""
+    table = Table(title="Lynis", title_justify="left")
+    for column in ("host", "hardening index", "warnings", "suggestions"):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    for host, report in sorted(result.lynis.items()):
+        index = "-" if report.hardening_index is None else str(report.hardening_index)
+        warnings = f"[failed]{len(report.warnings)}[/failed]" if report.warnings else "0"
+        table.add_row(host, index, warnings, str(len(report.suggestions)))
+    err.print(table)
+    for host, report in sorted(result.lynis.items()):
+        for finding in report.warnings:
+            err.print(f"[warning]lynis warning[/warning] {host} | {escape(str(finding))}", markup=True)
 
 
 def print_lab_status(statuses: list[HostStatus]) -> None:

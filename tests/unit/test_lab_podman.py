@@ -68,3 +68,57 @@ def test_podman_runs_with_the_lab_config_and_reports_its_last_error_line(
     # check=False hands the failure back instead; exists() reads it as "no".
     assert lab.run("ps", check=False).returncode == 125
     assert lab.exists("container", "toolkit-lab-web-1") is False
+
+
+def test_lab_hosts_get_the_capabilities_the_hardening_role_needs(tmp_path: Path) -> None:
+    """nftables, process accounting and AIDE need capabilities podman does not give by default."""
+    from toolkit.lab import profiles
+    from toolkit.lab.lab import CAPABILITIES, Lab, LabPaths
+
+    calls: list[tuple[str, ...]] = []
+
+    class FakePodman:
+        def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            calls.append(args)
+            missing = args[:2] == ("container", "inspect")
+            return subprocess.CompletedProcess(list(args), 1 if missing else 0, stdout="", stderr="")
+
+    lab = Lab(LabPaths(tmp_path, tmp_path / "hosts.yml"))
+    lab._podman = FakePodman()  # type: ignore[assignment]
+    host = profiles.hosts_of("full")[0]
+    lab._ensure_container(host)
+    [run] = [call for call in calls if call[0] == "run"]
+    added = [run[i + 1] for i, argument in enumerate(run) if argument == "--cap-add"]
+    assert added == list(CAPABILITIES)
+    assert {"NET_ADMIN", "SYS_PACCT", "DAC_READ_SEARCH", "AUDIT_WRITE"} <= set(added)
+    assert run[-2:] == (profiles.IMAGE, "/sbin/init")
+
+
+def test_lab_hosts_get_the_hardening_roles_network_sysctls_from_the_runtime(tmp_path: Path) -> None:
+    """A container cannot write /proc/sys: the lab's runtime sets the role's network sysctls instead."""
+    import yaml
+
+    from toolkit.lab import profiles
+    from toolkit.lab.lab import NETWORK_SYSCTLS, Lab, LabPaths
+
+    project = Path(__file__).resolve().parents[2]
+    defaults = yaml.safe_load((project / "roles" / "hardening" / "defaults" / "main.yml").read_text())
+    assert dict(item.split("=", 1) for item in NETWORK_SYSCTLS) == {
+        key: str(value) for key, value in defaults["hardening_sysctl_network"].items()
+    }
+    scenario = yaml.safe_load((project / "molecule" / "hardening" / "molecule.yml").read_text())
+    [platform] = scenario["platforms"]
+    assert [opt.removeprefix("--sysctl=") for opt in platform["extra_opts"]] == list(NETWORK_SYSCTLS)
+
+    calls: list[tuple[str, ...]] = []
+
+    class FakePodman:
+        def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            calls.append(args)
+            return subprocess.CompletedProcess(list(args), 1 if args[0] == "container" else 0, stdout="", stderr="")
+
+    lab = Lab(LabPaths(tmp_path, tmp_path / "hosts.yml"))
+    lab._podman = FakePodman()  # type: ignore[assignment]
+    lab._ensure_container(profiles.hosts_of("full")[0])
+    [run] = [call for call in calls if call[0] == "run"]
+    assert [run[i + 1] for i, argument in enumerate(run) if argument == "--sysctl"] == list(NETWORK_SYSCTLS)

@@ -23,6 +23,37 @@ from toolkit.lab.profiles import LabHost
 BOOT_TIMEOUT = 90.0
 # sshd reports active a little before a restarted container's network answers: `up` retries SSH this long.
 SSH_TIMEOUT = 30.0
+# Capabilities lab hosts get on top of podman's defaults, so the hardening role's controls apply as on a VM
+# (docs/hardening.md#containers): NET_ADMIN for nftables and fail2ban, SYS_PACCT for process accounting,
+# DAC_READ_SEARCH and AUDIT_WRITE for AIDE's unprivileged checker. They act in the container's own namespaces.
+CAPABILITIES = ("NET_ADMIN", "SYS_PACCT", "DAC_READ_SEARCH", "AUDIT_WRITE")
+# The hardening role's network sysctls (hardening_sysctl_network's defaults; a unit test keeps them equal).
+# /proc/sys is read-only inside a container, so the role cannot set them there: the runtime sets them in the
+# host's network namespace at creation, as the role does itself on a VM. Kernel-wide settings stay the host's.
+NETWORK_SYSCTLS = (
+    "net.ipv4.ip_forward=0",
+    "net.ipv4.conf.all.accept_redirects=0",
+    "net.ipv4.conf.default.accept_redirects=0",
+    "net.ipv4.conf.all.secure_redirects=0",
+    "net.ipv4.conf.default.secure_redirects=0",
+    "net.ipv4.conf.all.send_redirects=0",
+    "net.ipv4.conf.default.send_redirects=0",
+    "net.ipv4.conf.all.accept_source_route=0",
+    "net.ipv4.conf.default.accept_source_route=0",
+    "net.ipv4.conf.all.log_martians=1",
+    "net.ipv4.conf.default.log_martians=1",
+    "net.ipv4.conf.all.rp_filter=1",
+    "net.ipv4.conf.default.rp_filter=1",
+    "net.ipv4.icmp_echo_ignore_broadcasts=1",
+    "net.ipv4.icmp_ignore_bogus_error_responses=1",
+    "net.ipv4.tcp_syncookies=1",
+    "net.ipv6.conf.all.accept_redirects=0",
+    "net.ipv6.conf.default.accept_redirects=0",
+    "net.ipv6.conf.all.accept_source_route=0",
+    "net.ipv6.conf.default.accept_source_route=0",
+    "net.ipv6.conf.all.accept_ra=0",
+    "net.ipv6.conf.default.accept_ra=0",
+)
 
 
 @dataclass(frozen=True)
@@ -230,6 +261,8 @@ class Lab:
             host.mac_address,
             "--systemd",
             "always",
+            *(argument for capability in CAPABILITIES for argument in ("--cap-add", capability)),
+            *(argument for sysctl in NETWORK_SYSCTLS for argument in ("--sysctl", sysctl)),
             "--label",
             f"{profiles.LABEL}=1",
             "--label",

@@ -20,6 +20,7 @@ from toolkit.paths import StatePaths, project_root
 from toolkit.runner import artifacts
 from toolkit.runner.history import History
 from toolkit.runner.inventory import ResolvedInventory
+from toolkit.runner.lynis import REPORTS_ENV, LynisReport, read_host_reports
 
 # Messages that mean testinfra never reached the host (as opposed to a check that failed).
 _UNREACHABLE = re.compile(
@@ -58,6 +59,8 @@ class VerifyResult:
     failures: list[TestFailure] = field(default_factory=list)
     artifacts: Path | None = None
     error: str = ""
+    # Lynis scans a suite made (test_hardening.py), by host: the hardening index and what is left.
+    lynis: dict[str, LynisReport] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -79,6 +82,7 @@ class VerifyResult:
             "failures": [asdict(f) for f in self.failures],
             "artifacts": str(self.artifacts) if self.artifacts else None,
             "error": self.error,
+            "lynis": {host: report.to_dict() for host, report in sorted(self.lynis.items())},
         }
 
 
@@ -175,12 +179,15 @@ def run_suites(
         artifacts=str(run_dir.artifacts),
     )
     report = run_dir.artifacts / "junit.xml"
+    reports_dir = run_dir.artifacts / "reports"
     env = {
         "ANSIBLE_CONFIG": str(project_root() / "ansible.cfg"),
         "PYTHONDONTWRITEBYTECODE": "1",
         # testinfra's ansible backend runs `ansible-inventory` from PATH: use the one beside this interpreter,
         # so `.venv/bin/toolkit verify` works without an activated virtualenv (as converge does).
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        # Suites that measure something (a Lynis score) leave it here as JSON for the summary.
+        REPORTS_ENV: str(reports_dir),
     }
     completed = subprocess.run(
         pytest_command(suites, inventory, report),
@@ -212,6 +219,7 @@ def run_suites(
         failures=failures,
         artifacts=run_dir.artifacts,
         error=error,
+        lynis={host: r for host, r in read_host_reports(reports_dir).items() if host in inventory.hosts},
     )
     history.finish(
         run_dir.run_id,

@@ -5,10 +5,6 @@ so what it shows is what a converge would target, with the same one-line errors.
 Ansible's cache off: dynamic inventories query their API again and rewrite their cache.
 """
 
-import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,81 +14,8 @@ from rich.tree import Tree
 from toolkit import console
 from toolkit.cli.options import InventoryOption, LimitOption
 from toolkit.errors import UsageError
-from toolkit.paths import lab_inventory, project_root
-from toolkit.runner.inventory import _captured_stderr, _first_cause
-
-
-@dataclass
-class LoadedInventory:
-    """A parsed inventory: Ansible's own managers, and how long parsing took."""
-
-    source: Path
-    manager: Any  # ansible.inventory.manager.InventoryManager
-    variables: Any  # ansible.vars.manager.VariableManager
-    seconds: float
-    every: list[Any]  # every host (ansible.inventory.host.Host)
-    selected: list[Any]  # the hosts the limit selects (all without one)
-
-    def host_vars(self, host: Any) -> dict[str, Any]:
-        """What a play sees for the host from the inventory (its vars, group vars, group_vars/ and host_vars/)."""
-        from ansible import constants
-
-        found = self.variables.get_vars(host=host, include_hostvars=False, stage="all")
-        return {k: v for k, v in found.items() if k not in constants.INTERNAL_STATIC_VARS}
-
-
-def load(source: Path, limit: str | None = None, *, refresh: bool = False) -> LoadedInventory:
-    """Parse an inventory source in-process; with ``refresh``, inventory caches are bypassed and rewritten.
-
-    Raises:
-        UsageError: the source is missing, malformed, or its plugin failed (the plugin's own message), or it
-            has no hosts, or the limit matches none.
-    """
-    if not source.exists():
-        raise UsageError(f"inventory {source} does not exist")
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
-    from ansible import constants
-    from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.plugins.loader import init_plugin_loader
-    from ansible.utils.collection_loader import AnsibleCollectionConfig
-    from ansible.vars.manager import VariableManager
-
-    # Collection plugins (amazon.aws.aws_ec2, cache_plugin: ansible.builtin.jsonfile) load only once the
-    # collection finder is installed; ansible's own CLIs do this at start.
-    if AnsibleCollectionConfig.collection_finder is None:
-        init_plugin_loader()
-    constants.INVENTORY_UNPARSED_IS_FAILED = True
-    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
-    loader = DataLoader()
-    started = time.perf_counter()
-    with _captured_stderr() as chatter:
-        try:
-            manager = InventoryManager(loader=loader, sources=[str(source)], cache=not refresh)
-            seconds = time.perf_counter() - started
-            every = list(manager.get_hosts("all"))
-            selected = list(manager.get_hosts(limit)) if limit else every
-        except AnsibleError as exc:
-            failure: AnsibleError | None = exc
-        else:
-            failure = None
-    if failure is not None:
-        cause = _first_cause(chatter) or str(failure).splitlines()[0]
-        raise UsageError(f"cannot parse inventory {source}: {cause}") from None
-    if not every:
-        raise UsageError(f"inventory {source} has no hosts")
-    if not selected:
-        names = ", ".join(sorted(h.name for h in every)[:8])
-        raise UsageError(f"--limit {limit!r} matches no host in {source}", hint=f"hosts: {names}")
-    return LoadedInventory(
-        source=source.resolve(),
-        manager=manager,
-        variables=VariableManager(loader=loader, inventory=manager),
-        seconds=seconds,
-        every=every,
-        selected=selected,
-    )
+from toolkit.paths import lab_inventory
+from toolkit.runner.inventory import LoadedInventory, load
 
 
 def _groups_of(loaded: LoadedInventory, names: set[str]) -> dict[str, tuple[list[str], list[str]]]:

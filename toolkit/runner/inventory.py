@@ -8,10 +8,12 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import UsageError
 from toolkit.paths import project_root
@@ -61,14 +63,34 @@ def _first_cause(lines: list[str]) -> str:
     return ""
 
 
-def resolve(source: Path, limit: str | None = None, scope: str | None = None) -> ResolvedInventory:
-    """Parse the inventory in-process and return the hosts the run would target.
+@dataclass
+class LoadedInventory:
+    """A parsed inventory: Ansible's own managers, and how long parsing took."""
+
+    source: Path
+    manager: Any  # ansible.inventory.manager.InventoryManager
+    variables: Any  # ansible.vars.manager.VariableManager
+    seconds: float
+    every: list[Any]  # every host (ansible.inventory.host.Host)
+    selected: list[Any]  # the hosts the limit (and scope) select; all without them
+
+    def host_vars(self, host: Any) -> dict[str, Any]:
+        """What a play sees for the host from the inventory (its vars, group vars, group_vars/ and host_vars/)."""
+        from ansible import constants
+
+        found = self.variables.get_vars(host=host, include_hostvars=False, stage="all")
+        return {k: v for k, v in found.items() if k not in constants.INTERNAL_STATIC_VARS}
+
+
+def load(source: Path, limit: str | None = None, *, scope: str | None = None, refresh: bool = False) -> LoadedInventory:
+    """Parse an inventory source in-process, as a run would, and select the hosts it would target.
 
     scope is an Ansible host pattern for the hosts a service runs on (its playbook's plays); when given,
-    only hosts in it are selected.
+    only hosts in it are selected. With ``refresh``, inventory caches are bypassed and rewritten.
 
     Raises:
-        UsageError: the inventory is missing or malformed, has no hosts, or the limit matches none.
+        UsageError: the source is missing, malformed, or its plugin failed (the plugin's own message), or it
+            has no hosts, or the limit (within the scope) matches none.
     """
     if not source.exists():
         raise UsageError(f"inventory {source} does not exist")
@@ -78,14 +100,24 @@ def resolve(source: Path, limit: str | None = None, scope: str | None = None) ->
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+    from ansible.vars.manager import VariableManager
 
+    # Collection plugins (amazon.aws.aws_ec2, cache_plugin: ansible.builtin.jsonfile) load only once the
+    # collection finder is installed; ansible's own CLIs do this at start.
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader()
     constants.INVENTORY_UNPARSED_IS_FAILED = True
     constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    loader = DataLoader()
+    started = time.perf_counter()
     with _captured_stderr() as chatter:
         try:
-            manager = InventoryManager(loader=DataLoader(), sources=[str(source)])
-            every_host = manager.get_hosts("all")
-            selected = manager.get_hosts(limit) if limit else every_host
+            manager = InventoryManager(loader=loader, sources=[str(source)], cache=not refresh)
+            seconds = time.perf_counter() - started
+            every = list(manager.get_hosts("all"))
+            selected = list(manager.get_hosts(limit)) if limit else every
             if scope:
                 in_scope = set(manager.get_hosts(scope))
                 selected = [host for host in selected if host in in_scope]
@@ -96,12 +128,25 @@ def resolve(source: Path, limit: str | None = None, scope: str | None = None) ->
     if failure is not None:
         cause = _first_cause(chatter) or str(failure).splitlines()[0]
         raise UsageError(f"cannot parse inventory {source}: {cause}") from None
-    if not every_host:
+    if not every:
         raise UsageError(f"inventory {source} has no hosts", hint="is the lab up? (toolkit lab up)")
     if not selected:
-        names = ", ".join(sorted(h.name for h in every_host)[:8])
+        names = ", ".join(sorted(h.name for h in every)[:8])
         if scope and not limit:
             raise UsageError(f"no host of {source} is in {scope!r}", hint=f"hosts: {names}")
         where = f"{source} (within {scope!r})" if scope else str(source)
         raise UsageError(f"--limit {limit!r} matches no host in {where}", hint=f"hosts: {names}")
-    return ResolvedInventory(source=source.resolve(), hosts=tuple(h.name for h in selected), limit=limit)
+    return LoadedInventory(
+        source=source.resolve(),
+        manager=manager,
+        variables=VariableManager(loader=loader, inventory=manager),
+        seconds=seconds,
+        every=every,
+        selected=selected,
+    )
+
+
+def resolve(source: Path, limit: str | None = None, scope: str | None = None) -> ResolvedInventory:
+    """The hosts a run against the inventory would target (see load()), and the inventory's lock key."""
+    loaded = load(source, limit, scope=scope)
+    return ResolvedInventory(source=loaded.source, hosts=tuple(h.name for h in loaded.selected), limit=limit)

@@ -1,6 +1,6 @@
 """moto's EC2 server on loopback and the fleets the aws_fleet tests and benchmark seed into it.
 
-Shared by tests/unit/plugins (a session fixture), tests/lab/test_aws_inventory.py and benchmarks/inventory.py,
+Shared by tests/unit/plugins (a session fixture), tests/lab/test_inventory_aws.py and benchmarks/inventory.py,
 so every layer measures and asserts against the same data.
 """
 

@@ -34,14 +34,22 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from tests.unit.plugins.moto_fleet import Batch, ec2, env_for, launch, moto_server, scrubbed_environ  # noqa: E402
+from tests.unit.plugins.moto_fleet import (  # noqa: E402
+    Batch,
+    aws_ec2_config,
+    ec2,
+    env_for,
+    launch,
+    members,
+    moto_server,
+    scrubbed_environ,
+)
 
 BIN = Path(sys.executable).parent
 REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
@@ -134,23 +142,15 @@ def configs(directory: Path) -> dict[str, Path]:
     }
     service = "tags.service | default('') == 'postgresql'"
     theirs = {
-        "plugin": "amazon.aws.aws_ec2",
-        "regions": list(REGIONS),
-        "filters": {"instance-state-name": ["running"]},
-        "hostnames": ["instance-id"],
+        **aws_ec2_config(
+            REGIONS,
+            {},
+            {
+                "postgresql_primary": f"{service} and tags.role | default('') == 'primary'",
+                "postgresql_replica": f"{service} and tags.role | default('') != 'primary'",
+            },
+        ),
         "compose": {"ansible_host": "private_ip_address"},
-        "keyed_groups": [
-            {"key": "tags.service", "prefix": "", "separator": ""},
-            {"key": "tags.cluster", "prefix": "cluster"},
-            {"key": "tags.env", "prefix": "env"},
-            {"key": "tags.role", "prefix": "role"},
-            {"key": "placement.region", "prefix": "region"},
-            {"key": "placement.availability_zone", "prefix": "az"},
-        ],
-        "groups": {
-            "postgresql_primary": f"{service} and tags.role | default('') == 'primary'",
-            "postgresql_replica": f"{service} and tags.role | default('') != 'primary'",
-        },
         "cache": True,
         "cache_plugin": "jsonfile",
         "cache_connection": str(directory / "cache-aws_ec2"),
@@ -170,16 +170,7 @@ def configs(directory: Path) -> dict[str, Path]:
 
 
 def memberships(listing: str) -> dict[str, set[str]]:
-    document: dict[str, Any] = json.loads(listing)
-
-    def hosts_of(group: str) -> set[str]:
-        entry = document.get(group) or {}
-        found = set(entry.get("hosts") or ())
-        for child in entry.get("children") or ():
-            found |= hosts_of(child)
-        return found
-
-    groups = {group: hosts_of(group) for group in document if group != "_meta"}
+    groups = members(json.loads(listing))
     # Per-cluster PostgreSQL groups are ours alone (aws_ec2 would need one `groups` entry per cluster).
     return {g: h for g, h in groups.items() if not (g.startswith("postgresql_pg_"))}
 

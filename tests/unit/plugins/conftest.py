@@ -105,19 +105,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def members(document: dict[str, Any]) -> dict[str, set[str]]:
-    """Every group of an ``ansible-inventory --list`` document with all its hosts, descendants' included."""
-
-    def hosts_of(group: str) -> set[str]:
-        entry = document.get(group) or {}
-        found = set(entry.get("hosts") or ())
-        for child in entry.get("children") or ():
-            found |= hosts_of(child)
-        return found
-
-    return {group: hosts_of(group) for group in document if group != "_meta"}
-
-
 @dataclass(frozen=True)
 class Fleet:
     """What was seeded, so tests can state what the inventory must contain."""

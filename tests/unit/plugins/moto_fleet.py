@@ -127,3 +127,40 @@ def env_for(url: str) -> dict[str, str]:
 def scrubbed_environ() -> dict[str, str]:
     """os.environ without any real AWS settings a developer may have (profiles, keys, config files)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+# The keyed groups that give amazon.aws.aws_ec2 the groups aws_fleet makes by default (service groups by
+# name; cluster, env, role, region and zone with a prefix), so the two can be compared on the same data.
+AWS_EC2_KEYED_GROUPS: list[dict[str, str]] = [
+    {"key": "tags.service", "prefix": "", "separator": ""},
+    {"key": "tags.cluster", "prefix": "cluster"},
+    {"key": "tags.env", "prefix": "env"},
+    {"key": "tags.role", "prefix": "role"},
+    {"key": "placement.region", "prefix": "region"},
+    {"key": "placement.availability_zone", "prefix": "az"},
+]
+
+
+def aws_ec2_config(regions: Sequence[str], filters: dict[str, Any], groups: dict[str, str]) -> dict[str, Any]:
+    """An amazon.aws.aws_ec2 config equivalent to aws_fleet's defaults (running instances, by instance id)."""
+    return {
+        "plugin": "amazon.aws.aws_ec2",
+        "regions": list(regions),
+        "filters": {**filters, "instance-state-name": ["running"]},
+        "hostnames": ["instance-id"],
+        "keyed_groups": AWS_EC2_KEYED_GROUPS,
+        "groups": groups,
+    }
+
+
+def members(document: dict[str, Any]) -> dict[str, set[str]]:
+    """Every group of an ``ansible-inventory --list`` document with all its hosts, descendants' included."""
+
+    def hosts_of(group: str) -> set[str]:
+        entry = document.get(group) or {}
+        found = set(entry.get("hosts") or ())
+        for child in entry.get("children") or ():
+            found |= hosts_of(child)
+        return found
+
+    return {group: hosts_of(group) for group in document if group != "_meta"}

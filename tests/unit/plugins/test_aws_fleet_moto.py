@@ -20,11 +20,10 @@ from tests.unit.plugins.conftest import (
     aws_env,
     fleet_config,
     listed,
-    members,
     plain,
     write_config,
 )
-from tests.unit.plugins.moto_fleet import AMI, free_port
+from tests.unit.plugins.moto_fleet import AMI, aws_ec2_config, free_port, members
 
 POSTGRESQL = "tags.service | default('') == 'postgresql'"
 ORDERS = f"{POSTGRESQL} and tags.cluster | default('') == 'orders'"
@@ -241,26 +240,16 @@ def test_host_counts_and_groups_agree_with_amazon_aws_ec2(fleet: Fleet, fleet_di
     theirs_config = write_config(
         fleet_dir,
         "compare.aws_ec2.yml",
-        {
-            "plugin": "amazon.aws.aws_ec2",
-            "regions": list(REGIONS),
-            "filters": {"tag:sample": "yes", "instance-state-name": ["running"]},
-            "hostnames": ["instance-id"],
-            "keyed_groups": [
-                {"key": "tags.service", "prefix": "", "separator": ""},
-                {"key": "tags.cluster", "prefix": "cluster"},
-                {"key": "tags.env", "prefix": "env"},
-                {"key": "tags.role", "prefix": "role"},
-                {"key": "placement.region", "prefix": "region"},
-                {"key": "placement.availability_zone", "prefix": "az"},
-            ],
-            "groups": {
+        aws_ec2_config(
+            REGIONS,
+            {"tag:sample": "yes"},
+            {
                 "postgresql_primary": f"{POSTGRESQL} and tags.role | default('') == 'primary'",
                 "postgresql_replica": f"{POSTGRESQL} and tags.role | default('') != 'primary'",
                 "postgresql_orders_primary": f"{ORDERS} and tags.role | default('') == 'primary'",
                 "postgresql_orders_replica": f"{ORDERS} and tags.role | default('') != 'primary'",
             },
-        },
+        ),
     )
     theirs = members(listed(theirs_config, aws_env(fleet.url)))
     ours = members(listed(ours_config, aws_env(fleet.url)))

@@ -15,13 +15,21 @@ import ipaddress
 import os
 import re
 import shlex
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from toolkit_infra import ROLES, apt_config, expected_vars, in_container, inventory_variables, systemd_config
+from toolkit_infra import (
+    ROLES,
+    address_of,
+    apt_config,
+    controller_address,
+    expected_vars,
+    in_container,
+    reachable,
+    systemd_config,
+)
 
 from toolkit.runner.lynis import REPORTS_ENV, parse_report, scan_script, write_host_report
 
@@ -461,32 +469,10 @@ def test_each_listed_service_has_its_rules(ruleset: str, hardening: dict[str, An
             assert f"{rule.get('proto', 'tcp')} dport {rule['port']} accept" in line, (comment, line)
 
 
-def address_of(host: Any) -> str:
-    """The address the controller reaches the host at."""
-    configured = str(inventory_variables(host).get("ansible_host", ""))
-    try:
-        return str(ipaddress.ip_address(configured))
-    except ValueError:
-        return str(host.check_output("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1"))
-
-
-def reachable(address: str, port: int) -> bool | None:
-    """True when a TCP connection opens, False when it times out (dropped), None when refused."""
-    try:
-        with socket.create_connection((address, port), timeout=3):
-            return True
-    except TimeoutError:
-        return False
-    except ConnectionRefusedError:
-        return None
-
-
 def test_listed_ports_answer_and_unlisted_ones_are_dropped(host: Any, ruleset: str, hardening: dict[str, Any]) -> None:
     """From this controller: what the firewall opens to it answers; other listening ports time out."""
     address = address_of(host)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((address, 9))
-        controller = ipaddress.ip_address(probe.getsockname()[0])
+    controller = controller_address(address)
     listening = {
         int(match) for match in re.findall(r"\s(?:0\.0\.0\.0|\*|\[::\]):(\d+)\s", host.check_output("ss -Hltn"))
     }

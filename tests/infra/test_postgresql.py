@@ -7,6 +7,7 @@ Runs unchanged on the molecule pair (`molecule test -s postgresql`) and on a liv
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 import time
@@ -15,7 +16,18 @@ from typing import Any
 
 import pytest
 from ansible.errors import AnsibleUndefinedVariable
-from toolkit_infra import expected_vars, inventory_variables, other_host
+from toolkit_infra import (
+    Network,
+    address_of,
+    controller_address,
+    covers,
+    default_route_address,
+    expected_vars,
+    inventory_variables,
+    nft_sources,
+    other_host,
+    reachable,
+)
 
 ROLE = "postgresql"
 ALLOWED_METHODS = {"scram-sha-256", "peer", "reject"}
@@ -264,3 +276,84 @@ def test_exporter_reports_the_server_up_as_a_monitoring_only_role(host: Any, pg:
     attributes = sql(host, pg, f"SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '{user}'")
     assert attributes == "f|f|f"
     assert sql(host, pg, f"SELECT pg_has_role('{user}', 'pg_monitor', 'member')") == "t"
+
+
+# --- the firewall ---------------------------------------------------------------------------------------
+
+RULES_FILE = "/etc/nftables.d/postgresql.nft"
+
+
+@pytest.fixture(scope="module")
+def firewall(host: Any, pg: dict[str, Any]) -> dict[str, Any]:
+    """The role's rules file and, when the hardening firewall runs, the kernel's live ruleset."""
+    if not pg["postgresql_firewall_enabled"]:
+        pytest.skip("postgresql_firewall_enabled is false")
+    with host.sudo():
+        active = host.run("systemctl is-active --quiet nftables").rc == 0
+        return {
+            "file": host.file(RULES_FILE).content_string,
+            "ruleset": host.check_output("nft list ruleset") if active else None,
+        }
+
+
+def expected_client_sources(host: Any, pg: dict[str, Any], topology: dict[str, Any]) -> list[Network]:
+    """pg_hba's networks that may log in over TCP, every cluster member's address, and the extra sources."""
+    sources = [
+        ipaddress.ip_network(rule["address"], strict=False)
+        for rule in pg["postgresql_hba_rules"]
+        if rule.get("type", "hostssl") in ("host", "hostssl")
+        and rule.get("method", "scram-sha-256") != "reject"
+        and rule["address"] not in ("samehost", "samenet")
+    ]
+    for name in topology["primaries"] + topology["replicas"]:
+        member = other_host(host, name)
+        configured = inventory_variables(member).get("postgresql_address")
+        sources.append(ipaddress.ip_network(configured or default_route_address(member)))
+    sources += [ipaddress.ip_network(s, strict=False) for s in pg["postgresql_firewall_client_sources"]]
+    return sorted(set(sources), key=str)
+
+
+def exporter_port(pg: dict[str, Any]) -> int:
+    return int(pg["postgresql_exporter_listen_address"].rsplit(":", 1)[1])
+
+
+def assert_kernel_matches(ruleset: str, port: int, comment: str, expected: list[Network]) -> None:
+    """The live rule admits exactly the expected networks (the kernel merges overlapping ones)."""
+    live = nft_sources(ruleset, port, comment)
+    assert [n for n in expected if not covers(live, n)] == [], f"port {port}: not admitted"
+    assert [n for n in live if not covers(expected, n)] == [], f"port {port}: admitted but not expected"
+
+
+def test_the_server_port_is_open_to_its_clients_and_peers_only(
+    host: Any, pg: dict[str, Any], topology: dict[str, Any], firewall: dict[str, Any]
+) -> None:
+    port, comment = int(pg["postgresql_port"]), "postgresql: clients and replication"
+    expected = expected_client_sources(host, pg, topology)
+    assert sorted(nft_sources(firewall["file"], port, comment), key=str) == expected
+    if firewall["ruleset"] is not None:
+        assert_kernel_matches(firewall["ruleset"], port, comment, expected)
+
+
+def test_the_exporter_port_is_open_to_the_metrics_sources_only(pg: dict[str, Any], firewall: dict[str, Any]) -> None:
+    port, comment = exporter_port(pg), "postgresql: postgres_exporter"
+    listed = pg["postgresql_firewall_metrics_sources"] if pg["postgresql_exporter_enabled"] else []
+    expected = sorted({ipaddress.ip_network(s, strict=False) for s in listed}, key=str)
+    assert sorted(nft_sources(firewall["file"], port, comment), key=str) == expected
+    if firewall["ruleset"] is not None:
+        assert_kernel_matches(firewall["ruleset"], port, comment, expected)
+
+
+def test_this_controller_gets_in_exactly_when_a_rule_admits_it(
+    host: Any, pg: dict[str, Any], topology: dict[str, Any], firewall: dict[str, Any]
+) -> None:
+    """Through the live firewall: the server and exporter answer this controller iff it is a listed source."""
+    if firewall["ruleset"] is None:
+        pytest.skip("nftables does not run on this host (the hardening role's firewall is off)")
+    address = address_of(host)
+    controller = ipaddress.ip_network(controller_address(address))
+    client_sources = expected_client_sources(host, pg, topology)
+    metrics_sources = [ipaddress.ip_network(s, strict=False) for s in pg["postgresql_firewall_metrics_sources"]]
+    probes = {int(pg["postgresql_port"]): covers(client_sources, controller)}
+    if pg["postgresql_exporter_enabled"]:
+        probes[exporter_port(pg)] = covers(metrics_sources, controller)
+    assert {port: reachable(address, port) for port in probes} == probes

@@ -9,7 +9,10 @@ one `toolkit converge -e` run are not part of the inventory and so are not expec
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 import shlex
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -172,3 +175,65 @@ def apt_config(host: Any) -> dict[str, str]:
         key, _, value = line.partition(" ")
         settings[key] = value.rstrip(";").strip('"')
     return settings
+
+
+# --- the firewall, seen from the host and from this controller -----------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def nft_sources(text: str, port: int | str, comment: str) -> list[Network]:
+    """The source networks of the rules in an nft file or `nft list ruleset` that accept `port` with `comment`.
+
+    The kernel merges overlapping elements of a set (10.0.0.0/24 swallows 10.0.0.7) and prints a /32 as a
+    bare address, so compare with covers() rather than for equality when reading a live ruleset.
+    """
+    sources: list[Network] = []
+    for line in text.splitlines():
+        if f"dport {port} accept" not in line or f'comment "{comment}"' not in line:
+            continue
+        match = re.search(r"saddr (\{[^}]*\}|\S+)", line)
+        if match:
+            listed = match.group(1).strip("{} ")
+            sources += [ipaddress.ip_network(s.strip(), strict=False) for s in listed.split(",") if s.strip()]
+    return sources
+
+
+def covers(networks: list[Network], wanted: Network) -> bool:
+    return any(wanted.version == n.version and wanted.subnet_of(n) for n in networks)  # type: ignore[arg-type]
+
+
+def address_of(host: Any) -> str:
+    """The address this controller reaches the host at."""
+    configured = str(inventory_variables(host).get("ansible_host", ""))
+    try:
+        return str(ipaddress.ip_address(configured))
+    except ValueError:
+        return str(host.check_output("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1"))
+
+
+def default_route_address(host: Any) -> str:
+    """The host's address on its default route (what its peers see it connect from)."""
+    route = host.check_output("ip -4 -o route get 192.0.2.1")
+    match = re.search(r"\bsrc (\S+)", route)
+    assert match, f"no source address in: {route}"
+    return match.group(1)
+
+
+def controller_address(toward: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """This controller's own address on the way to `toward` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in toward else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((toward, 9))
+        return ipaddress.ip_address(probe.getsockname()[0])
+
+
+def reachable(address: str, port: int) -> bool | None:
+    """True when a TCP connection opens, False when it times out (dropped), None when refused."""
+    try:
+        with socket.create_connection((address, port), timeout=3):
+            return True
+    except TimeoutError:
+        return False
+    except ConnectionRefusedError:
+        return None

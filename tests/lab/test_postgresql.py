@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.infra.toolkit_infra import reachable
 from tests.lab.helpers import PROJECT, on_host, parse_json, toolkit
 
 pytestmark = pytest.mark.lab
@@ -201,6 +203,66 @@ def test_bad_input_fails_before_anything_changes(postgresql_lab: Any, tmp_path: 
         assert document["totals"]["changed"] == 0, name
         assert "exactly one PostgreSQL primary" in json.dumps(document["failed_tasks"]), name
     assert psql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
+
+
+def test_the_firewall_admits_listed_clients_and_drops_the_rest(postgresql_lab: Any, tmp_path: Path) -> None:
+    """With the hardening firewall on, 5432 and 9187 answer from the listed networks only; peers still stream."""
+    firewall = toolkit("converge", "hardening", "--limit", "postgresql", "--tags", "hardening_firewall", "--json")
+    assert firewall.returncode == 0, firewall.stderr
+    assert on_host(PRIMARY, "systemctl is-active nftables").stdout.strip() == "active"
+    # The lab's rules admit the lab network, where this controller is the gateway.
+    verify = toolkit("verify", "postgresql", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    address = lab_address(PRIMARY)
+    assert {port: reachable(address, port) for port in (5432, 9187)} == {5432: True, 9187: True}
+
+    # Admit one address that is not this controller's: the controller is dropped, the replica still streams.
+    narrow = {
+        "postgresql_hba_rules": [{"address": "10.242.10.254/32", "comment": "one other client"}],
+        "postgresql_firewall_metrics_sources": [],
+    }
+    try:
+        document = converge(extra=narrow, tmp_path=tmp_path)
+        assert document["_returncode"] == 0, document["_stderr"]
+        assert {port: reachable(address, port) for port in (5432, 9187)} == {5432: False, 9187: False}
+        marker = uuid.uuid4().hex
+        psql(PRIMARY, "CREATE TABLE IF NOT EXISTS toolkit_firewall (marker text)")
+        psql(PRIMARY, f"INSERT INTO toolkit_firewall VALUES ('{marker}')")
+        assert _eventually(lambda: psql(REPLICA, f"SELECT count(*) FROM toolkit_firewall WHERE marker = '{marker}'"))
+        assert psql(REPLICA, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    finally:
+        reverted = converge()
+    assert reverted["_returncode"] == 0, reverted["_stderr"]
+    assert {port: reachable(address, port) for port in (5432, 9187)} == {5432: True, 9187: True}
+
+
+def lab_address(host: str) -> str:
+    """The host's address on the lab network, from the inventory `toolkit lab up` wrote."""
+
+    def find(node: Any) -> str | None:
+        if isinstance(node, dict):
+            hosts = node.get("hosts") or {}
+            if host in hosts:
+                return str(hosts[host]["ansible_host"])
+            for child in (node.get("children") or {}).values():
+                found = find(child)
+                if found:
+                    return found
+        return None
+
+    inventory = yaml.safe_load((PROJECT / "inventories" / "lab" / "hosts.yml").read_text())
+    address = find(inventory["all"])
+    assert address, f"{host} is not in the lab inventory"
+    return address
+
+
+def _eventually(check: Any, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check() == "1":
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _rows_on_replica_once_caught_up(expected: int) -> set[int]:

@@ -78,11 +78,21 @@ options:
     type: dict
     default: {}
   states:
-    description: Instance states to include; instances in other states are left out by AWS.
+    description:
+      - Instance states to include, out of V(pending), V(running), V(shutting-down), V(terminated), V(stopping) and
+        V(stopped); instances in other states are left out by AWS.
+      - Unset, it is V([running]), or every state when O(exclude_states) is set.
+      - An unknown state fails the inventory in one line naming it.
     type: list
     elements: str
-    default: [running]
-    choices: [pending, running, shutting-down, terminated, stopping, stopped]
+  exclude_states:
+    description:
+      - Instance states to leave out, from O(states) or, when O(states) is unset, from every state; for example
+        V([terminated, shutting-down]) lists every instance that is not going away.
+      - States as in O(states). Excluding every included state fails the inventory rather than listing nothing.
+    type: list
+    elements: str
+    default: []
   hostnames:
     description:
       - Preference list for each host's inventory name. The first entry that gives a value unique in the fleet is
@@ -357,6 +367,27 @@ def _check_regions(regions: tuple[str, ...], known: set[str]) -> tuple[str, ...]
     return regions
 
 
+def _check_states(value: Any, option: str) -> tuple[str, ...]:
+    states = _string_list(value or [], option)
+    for state in states:
+        if state not in STATES:
+            raise FleetError(f"option {option}: unknown state {state!r} (one of {', '.join(STATES)})")
+    return states
+
+
+def _states(included: Any, excluded: Any) -> tuple[str, ...]:
+    """The states to list: ``states`` (default running, or every state when some are excluded) minus
+    ``exclude_states``, in AWS's order."""
+    exclude = set(_check_states(excluded, "exclude_states"))
+    named = set(_check_states(included, "states"))
+    include = named or (set(STATES) if exclude else {"running"})
+    states = tuple(state for state in STATES if state in include - exclude)
+    if not states:
+        of = f" of states ({', '.join(s for s in STATES if s in named)})" if named else ""
+        raise FleetError(f"option exclude_states excludes every state{of}: nothing would be listed")
+    return states
+
+
 def settings_from_options(options: Mapping[str, Any], known: set[str] | None = None) -> Settings:
     """Validate the plugin's options (already type-checked by Ansible) into Settings.
 
@@ -398,10 +429,7 @@ def settings_from_options(options: Mapping[str, Any], known: set[str] | None = N
             raise FleetError(f"option filters: {name} must be a string or a non-empty list")
         filters.append((str(name), tuple(str(v) for v in values)))
 
-    states = _string_list(options.get("states") or ["running"], "states")
-    for state in states:
-        if state not in STATES:
-            raise FleetError(f"option states: unknown state {state!r} (one of {', '.join(STATES)})")
+    states = _states(options.get("states"), options.get("exclude_states"))
     hostnames = tuple(_check_source(e, "hostnames") for e in _string_list(options.get("hostnames") or [], "hostnames"))
     addresses = _string_list(options.get("ansible_host") or [], "ansible_host")
     ansible_host = tuple(_check_source(e, "ansible_host") for e in addresses)
@@ -988,6 +1016,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):  # type: i
             "endpoint_url",
             "filters",
             "states",
+            "exclude_states",
             "hostnames",
             "ansible_host",
         )

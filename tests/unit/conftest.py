@@ -46,6 +46,21 @@ class Project:
         return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _ansible_never_reads_the_checkouts_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point ANSIBLE_CONFIG away from the checkout before anything imports Ansible.
+
+    Ansible reads its configuration once, when first imported, and whatever imports it first wins: a
+    session-scoped fixture (the aws_fleet plugin's) runs before any test's ``project`` fixture, and without
+    ANSIBLE_CONFIG Ansible would find the checkout's ansible.cfg (cwd), fact cache and all.
+    """
+    config = tmp_path_factory.mktemp("ansible") / "ansible.cfg"
+    config.write_text("[defaults]\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANSIBLE_CONFIG", str(config))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
     root = tmp_path / "project"
@@ -64,6 +79,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     monkeypatch.setenv("TOOLKIT_PLAYBOOK_DIR", str(root / "playbooks"))
     # resolve() setdefault()s ANSIBLE_CONFIG; setting it here keeps that from leaking between tests.
     monkeypatch.setenv("ANSIBLE_CONFIG", str(root / "ansible.cfg"))
+    # The fact cache, whichever cache plugin Ansible was configured with when first imported, is this test's
+    # own: the checkout's .toolkit/facts (a lab's facts, for hosts named like the tests' hosts) is never read.
+    # Cache plugins read this when they are made, so it holds even after Ansible's config is loaded.
+    monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN_CONNECTION", str(home / "facts"))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     for name in (

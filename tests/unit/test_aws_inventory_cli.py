@@ -1,6 +1,9 @@
 """`toolkit inventory` in-process through main(): the tree, the JSON shapes, and one-line usage errors."""
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,45 @@ def test_refresh_parses_with_the_cache_off(cli: Cli, inventory: Path, monkeypatc
     assert outcome.code == 0
     assert seen == [True, False]
     assert "(queried again in " in outcome.err
+
+
+def test_cached_facts_are_not_inventory_variables(project: Project, inventory: Path) -> None:
+    # The project caches facts as the checkout's ansible.cfg does, and a run has left cassandra-1's behind.
+    facts = project.home / "facts"
+    assert os.environ["ANSIBLE_CACHE_PLUGIN_CONNECTION"] == str(facts)  # the fixture's: never the checkout's
+    (project.root / "ansible.cfg").write_text(
+        f"[defaults]\nfact_caching = jsonfile\nfact_caching_connection = {facts}\nfact_caching_timeout = 7200\n"
+    )
+    from ansible.plugins.loader import cache_loader, init_plugin_loader
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader()
+    # Written by Ansible's own cache plugin, exactly as a run's fact gathering stores them.
+    cache_loader.get("ansible.builtin.jsonfile").set(
+        "cassandra-1", {"ansible_distribution": "Debian", "ansible_local": {}, "discovered_interpreter_python": "py"}
+    )
+    assert list(facts.iterdir()), "the fact cache was not written where the project's config points"
+    # The plant is live: Ansible's own VariableManager merges it, and so does ansible-inventory --host.
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--host", "cassandra-1"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["ansible_distribution"] == "Debian"
+
+    host = toolkit(project, "inventory", "-i", str(inventory), "--host", "cassandra-1")
+    assert host.returncode == 0, host.stderr
+    assert json.loads(host.stdout) == {"cassandra_dc": "dc1"}
+    listing = toolkit(project, "inventory", "-i", str(inventory), "--list")
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout)["_meta"]["hostvars"] == {
+        "cassandra-1": {"cassandra_dc": "dc1"},
+        "cassandra-2": {"cassandra_dc": "dc1"},
+        "postgresql-1": {},
+        "web-1": {},
+    }

@@ -2,7 +2,8 @@
 
 It parses the inventory in-process the way ``toolkit converge`` does before a run (toolkit/runner/inventory.py),
 so what it shows is what a converge would target, with the same one-line errors. ``--refresh`` parses with
-Ansible's cache off: dynamic inventories query their API again and rewrite their cache.
+Ansible's cache off: dynamic inventories query their API again and rewrite their cache. Host variables are the
+inventory's (its sources, group_vars/, host_vars/): facts cached by earlier runs are not shown.
 """
 
 from typing import Annotated, Any
@@ -82,7 +83,7 @@ def inventory(
         typer.Option("--list", help="Every group and host with its variables, as JSON (ansible-inventory's shape)."),
     ] = False,
     host: Annotated[
-        str | None, typer.Option("--host", help="One host's variables, as JSON.", show_default=False)
+        str | None, typer.Option("--host", help="One host's inventory variables, as JSON.", show_default=False)
     ] = None,
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Bypass the inventory's cache: query again and rewrite the cache.")

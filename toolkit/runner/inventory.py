@@ -75,11 +75,36 @@ class LoadedInventory:
     selected: list[Any]  # the hosts the limit (and scope) select; all without them
 
     def host_vars(self, host: Any) -> dict[str, Any]:
-        """What a play sees for the host from the inventory (its vars, group vars, group_vars/ and host_vars/)."""
+        """What the inventory defines for the host: its vars, its groups' vars, group_vars/ and host_vars/.
+
+        Flattened as ``ansible-inventory`` does (the same get_vars() call, without magic variables), through a
+        VariableManager that has no fact cache (see _inventory_variables): facts are not inventory variables.
+        """
         from ansible import constants
 
         found = self.variables.get_vars(host=host, include_hostvars=False, stage="all")
         return {k: v for k, v in found.items() if k not in constants.INTERNAL_STATIC_VARS}
+
+
+def _inventory_variables(loader: Any, manager: Any) -> Any:
+    """A VariableManager over the inventory alone, blind to the fact cache.
+
+    VariableManager.get_vars() merges the facts cached for a host (``fact_caching`` in ansible.cfg: the
+    project's jsonfile cache under .toolkit/facts) into its variables, and ``ansible-inventory --list`` and
+    ``--host`` show them as if the inventory defined them. A VariableManager reads the fact cache plugin's name
+    when it is made, so this one is made with ``fact_caching = memory``, Ansible's default: an empty cache of
+    its own. Nothing else changes (precedence, group_vars/, host_vars/, vars plugins), and the setting is
+    restored at once for whatever else this process does.
+    """
+    from ansible import constants
+    from ansible.vars.manager import VariableManager
+
+    configured = constants.CACHE_PLUGIN
+    constants.CACHE_PLUGIN = "ansible.builtin.memory"
+    try:
+        return VariableManager(loader=loader, inventory=manager)
+    finally:
+        constants.CACHE_PLUGIN = configured
 
 
 def load(source: Path, limit: str | None = None, *, scope: str | None = None, refresh: bool = False) -> LoadedInventory:
@@ -102,7 +127,6 @@ def load(source: Path, limit: str | None = None, *, scope: str | None = None, re
     from ansible.parsing.dataloader import DataLoader
     from ansible.plugins.loader import init_plugin_loader
     from ansible.utils.collection_loader import AnsibleCollectionConfig
-    from ansible.vars.manager import VariableManager
 
     # Collection plugins (amazon.aws.aws_ec2, cache_plugin: ansible.builtin.jsonfile) load only once the
     # collection finder is installed; ansible's own CLIs do this at start.
@@ -139,7 +163,7 @@ def load(source: Path, limit: str | None = None, *, scope: str | None = None, re
     return LoadedInventory(
         source=source.resolve(),
         manager=manager,
-        variables=VariableManager(loader=loader, inventory=manager),
+        variables=_inventory_variables(loader, manager),
         seconds=seconds,
         every=every,
         selected=selected,

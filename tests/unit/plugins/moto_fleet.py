@@ -141,12 +141,15 @@ AWS_EC2_KEYED_GROUPS: list[dict[str, str]] = [
 ]
 
 
-def aws_ec2_config(regions: Sequence[str], filters: dict[str, Any], groups: dict[str, str]) -> dict[str, Any]:
-    """An amazon.aws.aws_ec2 config equivalent to aws_fleet's defaults (running instances, by instance id)."""
+def aws_ec2_config(
+    regions: Sequence[str], filters: dict[str, Any], groups: dict[str, str], states: Sequence[str] = ("running",)
+) -> dict[str, Any]:
+    """An amazon.aws.aws_ec2 config equivalent to aws_fleet's defaults (running instances, by instance id), or
+    to aws_fleet's ``states``."""
     return {
         "plugin": "amazon.aws.aws_ec2",
         "regions": list(regions),
-        "filters": {**filters, "instance-state-name": ["running"]},
+        "filters": {**filters, "instance-state-name": list(states)},
         "hostnames": ["instance-id"],
         "keyed_groups": AWS_EC2_KEYED_GROUPS,
         "groups": groups,

@@ -19,7 +19,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from tests.unit.plugins.conftest import ansible_inventory, aws_env, write_config
+from tests.unit.plugins.conftest import PLUGIN, ansible_inventory, aws_env, write_config
 
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
@@ -327,4 +327,36 @@ def test_malformed_configurations_fail_before_any_call(server: FakeAws, tmp_path
     result = ansible_inventory(config, aws_env(server.url))
     assert result.returncode != 0
     assert "unknown region 'eu-wset-1' (did you mean eu-west-1?)" in result.stderr
+    assert server.calls == [] and "Traceback" not in result.stderr
+
+
+def test_an_unknown_state_is_one_ansible_parser_error_line(server: FakeAws, tmp_path: Path) -> None:
+    from ansible.errors import AnsibleParserError
+    from ansible.inventory.data import InventoryData
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader, inventory_loader
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader()
+    inventory_loader.add_directory(str(PLUGIN.parent))
+    plugin = inventory_loader.get("aws_fleet")
+    assert plugin is not None
+    server.calls.clear()
+    bad = {"plugin": "aws_fleet", "regions": ["eu-west-1"], "exclude_states": ["terminated", "sleeping"]}
+    config = write_config(tmp_path, "bad.aws.yml", bad)
+    with pytest.raises(AnsibleParserError) as raised:
+        plugin.parse(InventoryData(), DataLoader(), str(config), cache=False)
+    assert raised.value.message == (
+        "option exclude_states: unknown state 'sleeping' (one of pending, running, shutting-down, terminated, "
+        "stopping, stopped)"
+    )
+    # Plain Ansible shows the same line first, before any AWS call.
+    result = ansible_inventory(config, aws_env(server.url))
+    assert result.returncode != 0
+    first = next(line for line in result.stderr.splitlines() if "aws_fleet" in line or "unknown state" in line)
+    assert first.endswith(
+        "plugin: option exclude_states: unknown state 'sleeping' (one of pending, running, "
+        "shutting-down, terminated, stopping, stopped)"
+    )
     assert server.calls == [] and "Traceback" not in result.stderr

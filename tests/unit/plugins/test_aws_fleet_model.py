@@ -18,7 +18,8 @@ def options(**overrides: Any) -> dict[str, Any]:
         "profile": None,
         "endpoint_url": None,
         "filters": {},
-        "states": ["running"],
+        "states": None,  # no default: [running], or every state when some are excluded
+        "exclude_states": [],
         "hostnames": ["tag:Name", "private-dns-name", "instance-id"],
         "ansible_host": ["private-ip-address"],
         "tag_keys": {},
@@ -110,7 +111,21 @@ def test_the_defaults_make_valid_settings(aws_fleet: ModuleType) -> None:
         ),
         ({"filters": {"instance-state-name": "stopped"}}, "use the states option"),
         ({"filters": {"tag:env": []}}, "tag:env must be a string or a non-empty list"),
-        ({"states": ["sleeping"]}, "unknown state 'sleeping'"),
+        ({"states": ["sleeping"]}, "option states: unknown state 'sleeping' (one of pending, running, "),
+        (
+            {"exclude_states": ["running", "Stopped"]},
+            "option exclude_states: unknown state 'Stopped' (one of pending, running, shutting-down, terminated, "
+            "stopping, stopped)",
+        ),
+        ({"exclude_states": [1]}, "option exclude_states must be a string or a list of strings"),
+        (
+            {"states": ["running", "stopped"], "exclude_states": ["stopped", "running"]},
+            "option exclude_states excludes every state of states (running, stopped): nothing would be listed",
+        ),
+        (
+            {"exclude_states": ["pending", "running", "shutting-down", "terminated", "stopping", "stopped"]},
+            "option exclude_states excludes every state: nothing would be listed",
+        ),
         ({"hostnames": ["public-ip"]}, "option hostnames: unknown entry 'public-ip'"),
         ({"ansible_host": ["tag:"]}, "option ansible_host: unknown entry 'tag:'"),
         ({"tag_keys": {"servce": "Service"}}, "option tag_keys: unknown key 'servce'"),
@@ -131,12 +146,33 @@ def test_regions_are_checked_against_botocore_by_default(aws_fleet: ModuleType) 
         aws_fleet.settings_from_options(options(regions=["us-east-9"]))
 
 
+@pytest.mark.parametrize(
+    ("states", "exclude_states", "listed"),
+    [
+        (None, [], ("running",)),
+        ([], [], ("running",)),
+        (["stopped", "running"], [], ("running", "stopped")),
+        ("stopped", [], ("stopped",)),
+        # Excluding alone starts from every state, not from the default [running].
+        (None, ["terminated", "shutting-down"], ("pending", "running", "stopping", "stopped")),
+        (None, "terminated", ("pending", "running", "shutting-down", "stopping", "stopped")),
+        (["running", "stopped", "terminated"], ["terminated"], ("running", "stopped")),
+        (["running"], ["stopped"], ("running",)),  # excluding a state that is not included changes nothing
+    ],
+)
+def test_states_are_included_then_excluded(
+    aws_fleet: ModuleType, states: Any, exclude_states: Any, listed: tuple[str, ...]
+) -> None:
+    assert settings(aws_fleet, states=states, exclude_states=exclude_states).states == listed
+
+
 def test_the_cache_fingerprint_follows_content_options_only(aws_fleet: ModuleType) -> None:
     base = settings(aws_fleet).fingerprint
     assert settings(aws_fleet, max_workers=2, read_timeout=5, page_size=50).fingerprint == base
     assert settings(aws_fleet, filters={"tag:env": "prod"}).fingerprint != base
     assert settings(aws_fleet, compose={"x": "1"}).fingerprint != base
     assert settings(aws_fleet, regions=["eu-west-2"]).fingerprint != base
+    assert settings(aws_fleet, exclude_states=["terminated"]).fingerprint != base
 
 
 # -- naming ---------------------------------------------------------------------------------------

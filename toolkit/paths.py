@@ -58,6 +58,10 @@ class StatePaths:
     def lab(self) -> Path:
         return self.home / "lab"
 
+    @property
+    def artifacts(self) -> Path:
+        return self.home / "artifacts"
+
 
 def state_paths() -> StatePaths:
     override = os.environ.get("TOOLKIT_HOME")

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 PROJECT = Path(__file__).resolve().parents[2]
 TOOLKIT = Path(sys.executable).parent / "toolkit"
 FIXTURE_PLAYBOOKS = PROJECT / "tests" / "fixtures" / "playbooks"
@@ -76,3 +78,25 @@ def recorded_stats(artifacts: Path) -> dict[str, dict[str, int]]:
             hosts = set().union(*(data.get(k) or {} for k in keys))
             return {h: {k: int((data.get(k) or {}).get(h, 0)) for k in keys} for h in hosts}
     raise AssertionError(f"no playbook_on_stats event in {artifacts}")
+
+
+def converge_json(
+    service: str, *args: str, extra: dict[str, Any] | None = None, tmp_path: Path | None = None
+) -> dict[str, Any]:
+    """`toolkit converge SERVICE --json` (extra vars through a file), its document plus exit code and stderr."""
+    command = ["converge", service, "--json", *args]
+    if extra is not None:
+        assert tmp_path is not None, "extra vars need a tmp_path for their file"
+        extra_file = tmp_path / "extra.yml"
+        extra_file.write_text(yaml.safe_dump(extra))
+        command += ["-e", f"@{extra_file}"]
+    result = toolkit(*command)
+    document = parse_json(result.stdout) if result.stdout.strip() else {}
+    document["_returncode"] = result.returncode
+    document["_stderr"] = result.stderr
+    return document
+
+
+def changed_on(document: dict[str, Any], task: str) -> list[str]:
+    """The hosts on which a task (by name) changed something, in the order the run changed them."""
+    return [ref["host"] for ref in document["changed_tasks"] if ref["task"].endswith(task)]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.infra.toolkit_infra import reachable
-from tests.lab.helpers import PROJECT, on_host, parse_json, toolkit
+from tests.lab.helpers import PROJECT, changed_on, converge_json, on_host, parse_json, toolkit
 
 pytestmark = pytest.mark.lab
 PRIMARY = "postgresql-1"
@@ -38,22 +38,7 @@ def started_at(host: str) -> str:
 
 
 def converge(*args: str, extra: dict[str, Any] | None = None, tmp_path: Path | None = None) -> dict[str, Any]:
-    command = ["converge", "postgresql", "--json", *args]
-    if extra is not None:
-        assert tmp_path is not None
-        extra_file = tmp_path / "extra.yml"
-        extra_file.write_text(yaml.safe_dump(extra))
-        command += ["-e", f"@{extra_file}"]
-    result = toolkit(*command)
-    document = parse_json(result.stdout) if result.stdout.strip() else {}
-    document["_returncode"] = result.returncode
-    document["_stderr"] = result.stderr
-    return document
-
-
-def changed_on(document: dict[str, Any], task: str) -> list[str]:
-    """The hosts on which a task (by name) changed something, in the order the run changed them."""
-    return [ref["host"] for ref in document["changed_tasks"] if ref["task"].endswith(task)]
+    return converge_json("postgresql", *args, extra=extra, tmp_path=tmp_path)
 
 
 @pytest.fixture(scope="module")

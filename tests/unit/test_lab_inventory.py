@@ -80,15 +80,20 @@ def test_every_host_has_a_unique_name_and_address_in_the_lab_subnet() -> None:
         assert host.container == profiles.CONTAINER_PREFIX + host.name
 
 
-def test_minimal_is_a_subset_of_full_with_one_host_per_service_and_a_replica() -> None:
+def test_minimal_is_a_subset_of_full_with_a_quorum_cluster_and_a_replica() -> None:
     minimal = profiles.hosts_of("minimal")
     assert {h.name for h in minimal} <= {h.name for h in profiles.hosts_of("full")}
     assert sorted(group for host in minimal for group in host.groups) == [
+        "cassandra",
+        "cassandra",
         "cassandra",
         "postgresql_primary",
         "postgresql_replica",
         "prometheus",
     ]
+    # Three Cassandra nodes over two racks of one DC: RF 3 at QUORUM survives one node restarting.
+    racks = {(h.hostvars["cassandra_dc"], h.hostvars["cassandra_rack"]) for h in minimal if "cassandra" in h.groups}
+    assert racks == {("dc1", "rack1"), ("dc1", "rack2")}
 
 
 def rendered_hosts(group: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -104,7 +109,7 @@ def test_a_host_keeps_its_address_and_vars_across_profiles() -> None:
     full = rendered_hosts(render("full")["all"])
     minimal = rendered_hosts(render("minimal")["all"])
     assert len(full) == 6
-    assert len(minimal) == 4
+    assert len(minimal) == 6
     assert {name: full[name] for name in minimal} == minimal
 
 

@@ -48,9 +48,10 @@ _HOSTS = {
 PROFILES: dict[str, tuple[str, ...]] = {
     # Three Cassandra nodes over two racks, a PostgreSQL primary and replica, one Prometheus.
     "full": ("cassandra-1", "cassandra-2", "cassandra-3", "postgresql-1", "postgresql-2", "prometheus-1"),
-    # One host per service, plus the PostgreSQL replica (replication is what that service is about): what
-    # CI needs to prove every role quickly.
-    "minimal": ("cassandra-1", "postgresql-1", "postgresql-2", "prometheus-1"),
+    # What CI needs to prove every role: one host per service, plus what the service is about: the PostgreSQL
+    # replica (replication) and three Cassandra nodes (quorum, rolling restarts). The same hosts as "full"
+    # today; "full" grows when the lab does.
+    "minimal": ("cassandra-1", "cassandra-2", "cassandra-3", "postgresql-1", "postgresql-2", "prometheus-1"),
 }
 
 # Groups whose members are other groups (Ansible "children").

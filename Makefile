@@ -4,11 +4,15 @@
 setup:
 	scripts/setup
 
-# Sets up everything, then the main job on the local lab: hosts up, converge base, verify base.
+# Sets up everything, then the main job on the local lab: hosts up, the baseline, the Cassandra release
+# (built once, cached), then `toolkit converge cassandra` on the three Cassandra hosts, and verify both.
 lab: setup
 	.venv/bin/toolkit lab up
 	.venv/bin/toolkit converge base
+	.venv/bin/toolkit artifact cassandra
+	.venv/bin/toolkit converge cassandra
 	.venv/bin/toolkit verify base
+	.venv/bin/toolkit verify cassandra
 
 lab-down:
 	.venv/bin/toolkit lab down

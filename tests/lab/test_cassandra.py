@@ -50,6 +50,7 @@ def cassandra_lab(lab: Any) -> Iterator[Any]:
 def test_converge_builds_three_nodes_up_and_normal_over_two_racks(cassandra_lab: Any) -> None:
     document = converge()
     assert document["_returncode"] == 0, document["_stderr"]
+    assert_no_password_leaked(document)
     assert status() == {
         "10.242.10.11": ("UN", "rack1"),
         "10.242.10.12": ("UN", "rack1"),
@@ -167,6 +168,19 @@ def test_a_rolling_restart_under_quorum_writes_fails_no_write(cassandra_lab: Any
         (address, what) for address in ("10.242.10.11", "10.242.10.12", "10.242.10.13") for what in ("down", "up")
     ]
     assert on_host(NODES[0], "grep -c '^concurrent_reads: 48$' /etc/cassandra/cassandra.yaml").stdout.strip() == "1"
+
+
+def assert_no_password_leaked(document: dict[str, Any]) -> None:
+    """Neither the managed superuser's nor the app role's password is in the run's output or artifacts."""
+    secrets = [
+        (PROJECT / ".toolkit" / "lab" / "secrets" / name).read_text().strip()
+        for name in ("cassandra-superuser", "cassandra-app")
+    ]
+    texts = [json.dumps(document)] + [
+        p.read_text(errors="replace") for p in Path(document["artifacts"]).rglob("*") if p.is_file()
+    ]
+    assert all(len(secret) >= 16 for secret in secrets)
+    assert [secret for secret in secrets if any(secret in text for text in texts)] == []
 
 
 def _job_events(artifacts: Path) -> Iterator[dict[str, Any]]:

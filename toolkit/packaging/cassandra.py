@@ -105,6 +105,18 @@ build_classpath() {
 }
 """
 
+# How both wrappers start: where the release and its configuration are, then conf/cassandra.env.
+_HOME_CONF_AND_ENV = (
+    r"""CASSANDRA_HOME=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+CASSANDRA_CONF=$(cd "${CASSANDRA_CONF:-$CASSANDRA_HOME/conf}" && pwd)
+export CASSANDRA_HOME CASSANDRA_CONF
+"""
+    + _ENV_LOADER
+    + r"""
+load_env_file "$CASSANDRA_CONF/cassandra.env"
+"""
+)
+
 BIN_CASSANDRA = (
     r"""#!/usr/bin/env bash
 # Starts one Cassandra node in the foreground: exec java, so systemd (or the caller) owns the process and
@@ -122,14 +134,9 @@ BIN_CASSANDRA = (
 #   JAVA / JAVA_HOME     the java to run (default: java on PATH); must be Java 17
 set -euo pipefail
 
-CASSANDRA_HOME=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
-CASSANDRA_CONF=$(cd "${CASSANDRA_CONF:-$CASSANDRA_HOME/conf}" && pwd)
-export CASSANDRA_HOME CASSANDRA_CONF
 """
-    + _ENV_LOADER
-    + r"""
-load_env_file "$CASSANDRA_CONF/cassandra.env"
-CASSANDRA_LOG_DIR=${CASSANDRA_LOG_DIR:-$CASSANDRA_HOME/logs}
+    + _HOME_CONF_AND_ENV
+    + r"""CASSANDRA_LOG_DIR=${CASSANDRA_LOG_DIR:-$CASSANDRA_HOME/logs}
 CASSANDRA_DATA_DIR=${CASSANDRA_DATA_DIR:-$CASSANDRA_HOME/data}
 JMX_PORT=${JMX_PORT:-7199}
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-4}
@@ -234,14 +241,9 @@ BIN_NODETOOL = (
 # Built by toolkit's Cassandra recipe.
 set -euo pipefail
 
-CASSANDRA_HOME=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
-CASSANDRA_CONF=$(cd "${CASSANDRA_CONF:-$CASSANDRA_HOME/conf}" && pwd)
-export CASSANDRA_HOME CASSANDRA_CONF
 """
-    + _ENV_LOADER
-    + r"""
-load_env_file "$CASSANDRA_CONF/cassandra.env"
-find_java
+    + _HOME_CONF_AND_ENV
+    + r"""find_java
 build_classpath
 
 port=(-p "${JMX_PORT:-7199}")

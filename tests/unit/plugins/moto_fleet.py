@@ -167,3 +167,14 @@ def members(document: dict[str, Any]) -> dict[str, set[str]]:
         return found
 
     return {group: hosts_of(group) for group in document if group != "_meta"}
+
+
+# The cluster topology vars the plugin sets on Cassandra and PostgreSQL hosts only (aws_ec2 has none).
+TOPOLOGY_VARS = (
+    "cassandra_dc",
+    "cassandra_rack",
+    "cassandra_seeds",
+    "postgresql_role",
+    "postgresql_primary_group",
+    "postgresql_replica_group",
+)

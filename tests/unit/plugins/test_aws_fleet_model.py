@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit.plugins.moto_fleet import TOPOLOGY_VARS
+
 KNOWN = {"eu-west-1", "eu-west-2", "eu-west-3", "us-east-1", "us-east-2", "ap-southeast-2"}
 
 
@@ -235,15 +237,7 @@ def test_groups_follow_service_tags_region_and_zone(aws_fleet: ModuleType) -> No
 def test_host_vars_are_lean_and_typed(aws_fleet: ModuleType) -> None:
     web = instance(aws_fleet, {"Name": "web-1", "service": "web", "env": " prod "}, public_ip="54.1.2.3")
     hostvars = document(aws_fleet, [web]).hosts["web-1"][1]
-    assert set(hostvars) == set(aws_fleet.HostVars.__annotations__) - {
-        "cassandra_dc",
-        "cassandra_rack",
-        "cassandra_seeds",
-        "postgresql_role",
-        "postgresql_primary_group",
-        "postgresql_replica_group",
-        "toolkit_cluster",
-    }
+    assert set(hostvars) == set(aws_fleet.HostVars.__annotations__) - {*TOPOLOGY_VARS, "toolkit_cluster"}
     assert hostvars["ansible_host"] == web.private_ip
     assert hostvars["toolkit_env"] == "prod"
     assert hostvars["prometheus_target_labels"] == {

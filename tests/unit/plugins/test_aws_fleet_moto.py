@@ -23,7 +23,7 @@ from tests.unit.plugins.conftest import (
     plain,
     write_config,
 )
-from tests.unit.plugins.moto_fleet import AMI, aws_ec2_config, free_port, members
+from tests.unit.plugins.moto_fleet import AMI, TOPOLOGY_VARS, aws_ec2_config, free_port, members
 
 POSTGRESQL = "tags.service | default('') == 'postgresql'"
 ORDERS = f"{POSTGRESQL} and tags.cluster | default('') == 'orders'"
@@ -278,16 +278,6 @@ def expected_topology(theirs: dict[str, dict[str, Any]], seeds_per_dc: int = 3) 
     return expected
 
 
-TOPOLOGY = (
-    "cassandra_dc",
-    "cassandra_rack",
-    "cassandra_seeds",
-    "postgresql_role",
-    "postgresql_primary_group",
-    "postgresql_replica_group",
-)
-
-
 def test_host_counts_and_groups_agree_with_amazon_aws_ec2(fleet: Fleet, fleet_dir: Path) -> None:
     # The whole seeded fleet, every state it has: 1,000+ instances in three regions, odd tags, stopped and
     # terminated ones: 17 to 22 s on 2 shared cores, aws_ec2 ~9 s of it (docs/inventory-aws.md, Tests).
@@ -330,7 +320,7 @@ def test_host_counts_and_groups_agree_with_amazon_aws_ec2(fleet: Fleet, fleet_di
     assert set(expected) == set(fleet.cassandra) | set(fleet.postgresql)
     ours_vars = hostvars(ours_document)
     for host, variables in ours_vars.items():
-        assert {k: variables[k] for k in TOPOLOGY if k in variables} == expected.get(host, {}), host
+        assert {k: variables[k] for k in TOPOLOGY_VARS if k in variables} == expected.get(host, {}), host
     (seeds,) = {tuple(ours_vars[host]["cassandra_seeds"]) for host in fleet.cassandra}
     assert len(seeds) == 6  # three per DC, two DCs
 

@@ -190,9 +190,11 @@ def test_a_row_written_on_the_primary_is_read_on_every_replica_within_a_second(
     marker = uuid.uuid4().hex
     # Each replica watches for the row from inside one session (a fresh snapshot per check) and reports how
     # long after the primary's commit it became visible: the lag is measured on the hosts, not through the
-    # controller's per-command latency. Both hosts read the same clock source (one kernel, or NTP).
+    # controller's per-command latency. Both hosts read the same clock source (one kernel, or NTP). A watcher
+    # says `ready` once its session runs; the row is written only after every watcher has, or a slow start
+    # (sudo and psql on a loaded host) would be counted as replication lag.
     watch = (
-        "DO $$ DECLARE lag interval; BEGIN "
+        "DO $$ DECLARE lag interval; BEGIN RAISE NOTICE 'ready'; "
         "FOR i IN 1..3000 LOOP "
         f"SELECT clock_timestamp() - written_at INTO lag FROM toolkit_verify WHERE marker = '{marker}'; "
         "IF FOUND THEN RAISE NOTICE 'lag=%', extract(epoch FROM lag); RETURN; END IF; "
@@ -205,10 +207,11 @@ def test_a_row_written_on_the_primary_is_read_on_every_replica_within_a_second(
             f"setsid nohup sudo -u postgres psql -X -q -p {int(pg['postgresql_port'])} -d postgres "
             f"-c {shlex.quote(watch)} >{output} 2>&1 </dev/null &"
         )
-    time.sleep(1)  # the watchers are running before the row exists
+    for name, replica in zip(topology["replicas"], replicas, strict=True):
+        assert "ready" in _wait_for_output(replica, output, "ready"), f"{name}: the watcher never started"
     sql(host, pg, f"INSERT INTO toolkit_verify VALUES ('{marker}', clock_timestamp())")
     for name, replica in zip(topology["replicas"], replicas, strict=True):
-        report = _wait_for_report(replica, output)
+        report = _wait_for_output(replica, output, "lag=")
         replica.run(f"rm -f {output}")
         assert "lag=" in report, f"{name}: {report}"
         lag = report.split("lag=", 1)[1].split()[0]
@@ -226,10 +229,10 @@ def _wait_for_table(replica: Any, pg: dict[str, Any]) -> None:
     raise AssertionError("the table created on the primary never reached the replica")
 
 
-def _wait_for_report(replica: Any, output: str) -> str:
+def _wait_for_output(replica: Any, output: str, word: str) -> str:
     for _ in range(60):
         report = str(replica.run(f"cat {output}").stdout)
-        if "lag=" in report:
+        if word in report:
             return report
         time.sleep(0.5)
     return str(replica.run(f"cat {output}").stdout)

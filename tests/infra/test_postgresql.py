@@ -19,10 +19,12 @@ from ansible.errors import AnsibleUndefinedVariable
 from toolkit_infra import (
     Network,
     address_of,
+    assert_kernel_matches,
     controller_address,
     covers,
     default_route_address,
     expected_vars,
+    firewall_state,
     inventory_variables,
     nft_sources,
     other_host,
@@ -291,12 +293,7 @@ def firewall(host: Any, pg: dict[str, Any]) -> dict[str, Any]:
     """The role's rules file and, when the hardening firewall runs, the kernel's live ruleset."""
     if not pg["postgresql_firewall_enabled"]:
         pytest.skip("postgresql_firewall_enabled is false")
-    with host.sudo():
-        active = host.run("systemctl is-active --quiet nftables").rc == 0
-        return {
-            "file": host.file(RULES_FILE).content_string,
-            "ruleset": host.check_output("nft list ruleset") if active else None,
-        }
+    return firewall_state(host, RULES_FILE)
 
 
 def expected_client_sources(host: Any, pg: dict[str, Any], topology: dict[str, Any]) -> list[Network]:
@@ -318,13 +315,6 @@ def expected_client_sources(host: Any, pg: dict[str, Any], topology: dict[str, A
 
 def exporter_port(pg: dict[str, Any]) -> int:
     return int(pg["postgresql_exporter_listen_address"].rsplit(":", 1)[1])
-
-
-def assert_kernel_matches(ruleset: str, port: int, comment: str, expected: list[Network]) -> None:
-    """The live rule admits exactly the expected networks (the kernel merges overlapping ones)."""
-    live = nft_sources(ruleset, port, comment)
-    assert [n for n in expected if not covers(live, n)] == [], f"port {port}: not admitted"
-    assert [n for n in live if not covers(expected, n)] == [], f"port {port}: admitted but not expected"
 
 
 def test_the_server_port_is_open_to_its_clients_and_peers_only(

@@ -203,6 +203,24 @@ def covers(networks: list[Network], wanted: Network) -> bool:
     return any(wanted.version == n.version and wanted.subnet_of(n) for n in networks)  # type: ignore[arg-type]
 
 
+def firewall_state(host: Any, rules_file: str) -> dict[str, str | None]:
+    """A role's nft rules file ("file") and, when the hardening firewall runs, the kernel's live ruleset
+    ("ruleset", else None)."""
+    with host.sudo():
+        active = host.run("systemctl is-active --quiet nftables").rc == 0
+        return {
+            "file": host.file(rules_file).content_string,
+            "ruleset": host.check_output("nft list ruleset") if active else None,
+        }
+
+
+def assert_kernel_matches(ruleset: str, port: int, comment: str, expected: list[Network]) -> None:
+    """The live rule admits exactly the expected networks (the kernel merges overlapping ones)."""
+    live = nft_sources(ruleset, port, comment)
+    assert [n for n in expected if not covers(live, n)] == [], f"port {port}: not admitted"
+    assert [n for n in live if not covers(expected, n)] == [], f"port {port}: admitted but not expected"
+
+
 def address_of(host: Any) -> str:
     """The address this controller reaches the host at."""
     configured = str(inventory_variables(host).get("ansible_host", ""))

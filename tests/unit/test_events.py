@@ -99,6 +99,19 @@ def test_a_failure_without_msg_falls_back_to_stderr() -> None:
     assert result.message == "permission denied"
 
 
+def test_a_refused_validation_reports_the_validators_message() -> None:
+    event = fakes.task_failed("prom-1", "Write the rules", "failed to validate")
+    event["event_data"]["res"] = {
+        "msg": "failed to validate",
+        "exit_status": 1,
+        "stdout": "Checking /tmp/source\n\n",
+        "stderr": '  FAILED:\n/tmp/source: 5:15: group "x", rule 1, "X": could not parse expression: 1:6: parse error',
+    }
+    assert only(parse_event(event), TaskResult).message == (
+        'failed to validate: /tmp/source: 5:15: group "x", rule 1, "X": could not parse expression: 1:6: parse error'
+    )
+
+
 def test_an_ignored_failure_is_ignored_not_failed() -> None:
     result = only(parse_event(fakes.task_failed("db-1", "Probe", "nope", ignore_errors=True)), TaskResult)
     assert result.status == "ignored"

@@ -82,6 +82,9 @@ def stats_from_runner(raw: dict[str, Any] | None) -> dict[str, HostStats]:
     }
 
 
+VALIDATION_FAILED = "failed to validate"
+
+
 def _message(res: dict[str, Any]) -> str:
     # A role's argument_specs failure says only "Validation of arguments failed:" on its first line; the
     # errors themselves (which variable, which value) are what the operator needs.
@@ -96,6 +99,13 @@ def _message(res: dict[str, Any]) -> str:
                 message = _message(item)
                 if message:
                     return message
+    # A file refused by a task's `validate` command says only "failed to validate"; the validator's own words
+    # (promtool's, sshd -t's) are on its stderr, and they are what the operator needs.
+    if str(res.get("msg", "")).strip() == VALIDATION_FAILED:
+        detail = " ".join(line.strip() for line in str(res.get("stderr") or res.get("stdout") or "").splitlines())
+        detail = " ".join(word for word in detail.split() if word != "FAILED:")
+        if detail:
+            return f"{VALIDATION_FAILED}: {detail}"[:500]
     for key in ("msg", "stderr", "reason"):
         value = res.get(key)
         if value:

@@ -1,0 +1,228 @@
+"""The prometheus role's result, checked through Prometheus's own HTTP API, not by reading its files.
+
+Runs unchanged on the molecule instance (`molecule test -s prometheus`) and on a live fleet
+(`toolkit verify prometheus`). What the server should scrape is computed from the same inventory the role
+read: every host of each job's group, labelled from its variables.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import json
+import shlex
+import time
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+from toolkit_infra import PROJECT, expected_vars, inventory_variables, nft_sources
+
+ROLE = "prometheus"
+RULES_DIR = "/etc/prometheus/rules"
+# Long enough for two scrapes at the default 15 s interval after a fresh converge.
+UP_DEADLINE_SECONDS = 90
+
+
+def _filter_module() -> ModuleType:
+    # The role's own filter, so the expected labels follow the same rules as the file_sd files.
+    spec = importlib.util.spec_from_file_location(
+        "prometheus_targets", PROJECT / "plugins/filter/prometheus_targets.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def prom(host: Any) -> Any:
+    return expected_vars(host, ROLE)
+
+
+@pytest.fixture(autouse=True)
+def _only_prometheus_servers(host: Any) -> None:
+    variables = inventory_variables(host)
+    if variables["inventory_hostname"] not in variables.get("groups", {}).get("prometheus", []):
+        pytest.skip(f"{variables['inventory_hostname']} is not a Prometheus server")
+
+
+def api(host: Any, prom: Any, path: str) -> Any:
+    """GET a path of the server's HTTP API from the host itself (the firewall does not matter there)."""
+    listen = str(prom["prometheus_web_listen_address"])
+    address, port = listen.rsplit(":", 1)
+    if address in ("", "0.0.0.0", "[::]", "::"):
+        address = "127.0.0.1"
+    url = f"http://{address}:{port}{path}"
+    script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+    document = json.loads(host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(url)}"))
+    return document.get("data", document) if isinstance(document, dict) else document
+
+
+class _TemplatedVars(Mapping[str, Any]):
+    """One host's inventory variables, each templated when first read (as in a play): a value the labels do
+    not use (a key file lookup in molecule's inventory) is never rendered."""
+
+    def __init__(self, raw: dict[str, Any], group_names: list[str]) -> None:
+        self._raw = {**raw, "group_names": group_names}
+        self._templar = Templar(loader=DataLoader(), variables=self._raw)
+
+    def __getitem__(self, name: str) -> Any:
+        value = self._raw[name]
+        return self._templar.template(trust_as_template(value)) if isinstance(value, str) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _hostvars(host: Any) -> dict[str, Mapping[str, Any]]:
+    """Every inventory host's variables as ansible-inventory lists them, with group_names."""
+    backend = getattr(host, "inventory_host", host).backend
+    listed: dict[str, dict[str, Any]] = backend.ansible_runner.inventory["_meta"].get("hostvars", {})
+    groups: dict[str, list[str]] = inventory_variables(host).get("groups", {})
+    return {
+        name: _TemplatedVars(
+            listed.get(name, {}), sorted(g for g, members in groups.items() if name in members and g != "all")
+        )
+        for name in groups.get("all", [])
+    }
+
+
+@pytest.fixture(scope="module")
+def expected_targets(host: Any, prom: Any) -> dict[tuple[str, str], dict[str, str]]:
+    """(job, instance) to the labels the target must carry (job included), from the inventory."""
+    groups: dict[str, list[str]] = inventory_variables(host).get("groups", {})
+    hostvars = _hostvars(host)
+    file_sd = _filter_module().file_sd
+    expected: dict[tuple[str, str], dict[str, str]] = {}
+    for job in prom["prometheus_scrape_jobs"]:
+        static = {"service": job["service"]} if job.get("service") else {}
+        for group in file_sd(
+            groups.get(job["group"], []),
+            hostvars,
+            job["port"],
+            prom["prometheus_target_labels"],
+            static,
+            prom["prometheus_service_groups"],
+        ):
+            labels = {**group["labels"], "job": job["name"]}
+            expected[(job["name"], labels["instance"])] = labels
+    return expected
+
+
+def active_targets(host: Any, prom: Any) -> list[dict[str, Any]]:
+    return list(api(host, prom, "/api/v1/targets?state=active")["activeTargets"])
+
+
+# --- the server ------------------------------------------------------------------------------------------
+
+
+def test_prometheus_runs_enabled(host: Any) -> None:
+    service = host.service("prometheus")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_the_loaded_configuration_passes_promtool_and_was_loaded(host: Any, prom: Any) -> None:
+    checked = host.run("promtool check config /etc/prometheus/prometheus.yml")
+    assert checked.rc == 0, checked.stdout + checked.stderr
+    runtime = api(host, prom, "/api/v1/status/runtimeinfo")
+    assert runtime["reloadConfigSuccess"] is True
+
+
+def test_storage_and_retention_are_the_configured_ones(host: Any, prom: Any) -> None:
+    flags = api(host, prom, "/api/v1/status/flags")
+    assert flags["storage.tsdb.path"] == prom["prometheus_storage_path"]
+    assert flags["storage.tsdb.retention.time"] == prom["prometheus_storage_retention_time"]
+    assert size_bytes(flags["storage.tsdb.retention.size"]) == size_bytes(
+        prom["prometheus_storage_retention_size"] or "0B"
+    )
+    assert flags["web.listen-address"] == prom["prometheus_web_listen_address"]
+
+
+def size_bytes(text: str) -> int:
+    """Prometheus's byte sizes: 20GB is 20 GiB (its units are powers of 1024); it prints them as GiB."""
+    number = text.rstrip("BiKMGTPE")
+    unit = text[len(number) :].replace("i", "")
+    return int(number) * 1024 ** ["B", "KB", "MB", "GB", "TB", "PB", "EB"].index(unit)
+
+
+# --- targets ---------------------------------------------------------------------------------------------
+
+
+def test_every_inventory_host_is_a_target_of_its_job_and_nothing_else_is(
+    host: Any, prom: Any, expected_targets: dict[tuple[str, str], dict[str, str]]
+) -> None:
+    generated = {job["name"] for job in prom["prometheus_scrape_jobs"]}
+    live = {
+        (t["labels"]["job"], t["labels"].get("instance", ""))
+        for t in active_targets(host, prom)
+        if t["labels"]["job"] in generated
+    }
+    assert sorted(live - set(expected_targets)) == [], "scraped but not in the inventory"
+    assert sorted(set(expected_targets) - live) == [], "in the inventory but not scraped"
+
+
+def test_targets_carry_the_labels_of_their_hosts(
+    host: Any, prom: Any, expected_targets: dict[tuple[str, str], dict[str, str]]
+) -> None:
+    for target in active_targets(host, prom):
+        key = (target["labels"]["job"], target["labels"].get("instance", ""))
+        if key in expected_targets:
+            assert target["labels"] == expected_targets[key], key
+
+
+def test_every_target_is_up(host: Any, prom: Any) -> None:
+    """up == 1 for every target, as Prometheus itself reports it (each host's exporter really answers)."""
+    deadline = time.monotonic() + UP_DEADLINE_SECONDS
+    while True:
+        targets = active_targets(host, prom)
+        down = {
+            f"{t['labels']['job']}/{t['labels'].get('instance')}": t.get("lastError") or t["health"]
+            for t in targets
+            if t["health"] != "up"
+        }
+        if (targets and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert targets, "no active targets"
+    assert down == {}, f"targets not up after {UP_DEADLINE_SECONDS} s: {down}"
+    # The same through PromQL: the `up` series Prometheus stores, not only the scrape pool's state.
+    result = api(host, prom, "/api/v1/query?query=up%20%3D%3D%200")["result"]
+    assert result == [], f"up == 0 for {[r['metric'] for r in result]}"
+
+
+# --- rules -----------------------------------------------------------------------------------------------
+
+
+def test_the_loaded_rules_are_exactly_the_managed_files(host: Any, prom: Any) -> None:
+    overridden = set(prom["prometheus_rule_files"])
+    wanted = {f"{RULES_DIR}/{name}.yml" for name in [*prom["prometheus_builtin_rule_files"], *overridden]}
+    groups = api(host, prom, "/api/v1/rules")["groups"]
+    assert {group["file"] for group in groups} == wanted
+    failing = {
+        group["name"]: rule.get("lastError") for group in groups for rule in group["rules"] if rule.get("lastError")
+    }
+    assert failing == {}, "rules fail to evaluate"
+
+
+def test_rule_files_on_disk_pass_promtool(host: Any) -> None:
+    checked = host.run(f"promtool check rules {RULES_DIR}/*.yml")
+    assert checked.rc == 0, checked.stdout + checked.stderr
+
+
+# --- firewall --------------------------------------------------------------------------------------------
+
+
+def test_the_web_port_is_open_to_the_listed_networks_only(host: Any, prom: Any) -> None:
+    rules = host.file("/etc/nftables.d/prometheus.nft")
+    assert rules.exists, "the role writes its rules file even where the firewall is off"
+    port = int(str(prom["prometheus_web_listen_address"]).rsplit(":", 1)[1])
+    expected = sorted({ipaddress.ip_network(s, strict=False) for s in prom["prometheus_firewall_sources"]}, key=str)
+    assert sorted(nft_sources(rules.content_string, port, "prometheus: web UI and API"), key=str) == expected

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from toolkit_infra import (
+    SANDBOXED,
     Network,
     address_of,
     assert_kernel_matches,
@@ -28,6 +29,7 @@ from toolkit_infra import (
     nft_sources,
     other_host,
     reachable,
+    unit_settings,
 )
 
 ROLE = "node_exporter"
@@ -83,6 +85,10 @@ def test_the_exporter_is_enabled_and_running(host: Any) -> None:
     service = host.service(SERVICE)
     assert service.is_enabled
     assert service.is_running
+
+
+def test_the_exporter_runs_sandboxed(host: Any) -> None:
+    assert unit_settings(host, SERVICE, *SANDBOXED) == SANDBOXED
 
 
 def test_the_listen_address_serves_this_hosts_node_metrics(host: Any, ne: dict[str, Any]) -> None:

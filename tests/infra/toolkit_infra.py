@@ -168,6 +168,15 @@ def systemd_config(host: Any, name: str) -> dict[str, str]:
     return settings
 
 
+def unit_settings(host: Any, unit: str, *names: str) -> dict[str, str]:
+    """Effective settings of a systemd unit, its drop-ins applied (`systemctl show -p ...`)."""
+    output = host.check_output(f"systemctl show {shlex.quote(unit)} " + " ".join(f"-p {n}" for n in names))
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+SANDBOXED = {"ProtectSystem": "strict", "NoNewPrivileges": "yes", "CapabilityBoundingSet": ""}
+
+
 def apt_config(host: Any) -> dict[str, str]:
     """apt's effective configuration (`apt-config dump`), as {"Acquire::Retries": "3", ...}."""
     settings: dict[str, str] = {}

@@ -17,9 +17,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from toolkit_infra import PROJECT, expected_vars, inventory_variables, nft_sources
+from toolkit_infra import PROJECT, SANDBOXED, expected_vars, inventory_variables, nft_sources, unit_settings
 
 ROLE = "prometheus"
 RULES_DIR = "/etc/prometheus/rules"
@@ -215,6 +216,54 @@ def test_the_loaded_rules_are_exactly_the_managed_files(host: Any, prom: Any) ->
 def test_rule_files_on_disk_pass_promtool(host: Any) -> None:
     checked = host.run(f"promtool check rules {RULES_DIR}/*.yml")
     assert checked.rc == 0, checked.stdout + checked.stderr
+
+
+# --- Alertmanager (roles/alertmanager, on the same hosts) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def am(host: Any) -> Any:
+    return expected_vars(host, "alertmanager")
+
+
+def am_api(host: Any, am: Any, path: str) -> Any:
+    address, port = str(am["alertmanager_web_listen_address"]).rsplit(":", 1)
+    if address in ("", "0.0.0.0", "[::]", "::"):
+        address = "127.0.0.1"
+    script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+    return json.loads(
+        host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(f'http://{address}:{port}{path}')}")
+    )
+
+
+def test_alertmanager_runs_sandboxed_with_the_checked_configuration(host: Any, am: Any) -> None:
+    service = host.service("prometheus-alertmanager")
+    assert service.is_running
+    assert service.is_enabled
+    checked = host.run("amtool check-config /etc/prometheus/alertmanager.yml")
+    assert checked.rc == 0, checked.stdout + checked.stderr
+    assert unit_settings(host, "prometheus-alertmanager", *SANDBOXED) == SANDBOXED
+
+
+def test_alertmanager_routes_to_the_configured_receivers(host: Any, am: Any) -> None:
+    status = am_api(host, am, "/api/v2/status")
+    loaded = yaml.safe_load(status["config"]["original"])
+    assert loaded["route"]["receiver"] == am["alertmanager_route"]["receiver"]
+    assert [r["name"] for r in loaded["receivers"]] == [r["name"] for r in am["alertmanager_receivers"]]
+
+
+def test_prometheus_sends_alerts_to_every_alertmanager_of_the_inventory(host: Any, prom: Any) -> None:
+    groups: dict[str, list[str]] = inventory_variables(host).get("groups", {})
+    hostvars = _hostvars(host)
+    expected = {
+        f"http://{target}/api/v2/alerts"
+        for group in _filter_module().file_sd(
+            groups.get(prom["prometheus_alertmanager_group"], []), hostvars, prom["prometheus_alertmanager_port"]
+        )
+        for target in group["targets"]
+    }
+    active = {entry["url"] for entry in api(host, prom, "/api/v1/alertmanagers")["activeAlertmanagers"]}
+    assert active == expected
 
 
 # --- firewall --------------------------------------------------------------------------------------------

@@ -7,25 +7,94 @@ running server keeps serving. Needs the minimal (or full) profile.
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.lab.helpers import converge_json, parse_json, toolkit
+from tests.lab.helpers import changed_on, converge_json, on_host, parse_json, toolkit
+from toolkit.lab.profiles import GATEWAY
 
 pytestmark = pytest.mark.lab
 SERVER = "prometheus-1"
 SERVER_ADDRESS = "10.242.10.31"
+REPLICA = "postgresql-2"
+# inventories/lab/group_vars/prometheus.yml points Alertmanager's webhook here.
+WEBHOOK_PORT = 9095
+# PostgreSQLDown's `for:` is 1m; then one evaluation (5 s in the lab), Alertmanager's group_wait (5 s) and
+# slack for a loaded 2-core machine.
+FIRE_DEADLINE_SECONDS = 150
 
 
 def api(path: str) -> Any:
     """Prometheus's HTTP API from this controller, through the lab network (as an operator reaches it)."""
     with urllib.request.urlopen(f"http://{SERVER_ADDRESS}:9090{path}", timeout=10) as response:
         return json.loads(response.read())["data"]
+
+
+def alertmanager_alerts(alertname: str) -> list[dict[str, Any]]:
+    """Alertmanager's active alerts of one name, through its API from this controller."""
+    query = urllib.parse.quote(f'alertname="{alertname}"')
+    url = f"http://{SERVER_ADDRESS}:9093/api/v2/alerts?active=true&silenced=false&filter={query}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        alerts: list[dict[str, Any]] = json.loads(response.read())
+    return alerts
+
+
+def wait_until(condition: Any, deadline_seconds: float, what: str) -> float:
+    """Seconds until condition() held; fails with `what` after the deadline."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < deadline_seconds, f"{what}: not within {deadline_seconds} s"
+        time.sleep(2)
+    return time.monotonic() - start
+
+
+class Webhook:
+    """Alertmanager's webhook receiver, on this controller's lab address: every notification it posts."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer((GATEWAY, WEBHOOK_PORT), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def notified(self, status: str, alertname: str, instance: str) -> bool:
+        return any(
+            alert["status"] == status
+            and alert["labels"].get("alertname") == alertname
+            and alert["labels"].get("instance") == instance
+            for message in self.received
+            for alert in message["alerts"]
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    receiver = Webhook()
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +168,43 @@ def test_broken_rules_or_config_are_refused_by_promtool_and_the_server_keeps_ser
     document = converge_json("prometheus")
     assert document["_returncode"] == 0, document["_stderr"]
     assert document["changed_tasks"] == []
+
+
+def test_postgresql_stopping_on_the_replica_fires_alerts_that_a_converge_resolves(
+    prometheus_lab: Any, webhook: Webhook
+) -> None:
+    """The whole path: exporter, scrape, rule, Alertmanager, receiver; and back once the service is restored."""
+    assert alertmanager_alerts("PostgreSQLDown") == []
+    stopped = on_host(REPLICA, "systemctl stop postgresql@15-main")
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        fired = wait_until(
+            lambda: any(a["labels"]["instance"] == REPLICA for a in alertmanager_alerts("PostgreSQLDown")),
+            FIRE_DEADLINE_SECONDS,
+            "PostgreSQLDown in Alertmanager",
+        )
+        print(f"PostgreSQLDown reached Alertmanager {fired:.0f} s after the stop")
+        [alert] = [a for a in alertmanager_alerts("PostgreSQLDown") if a["labels"]["instance"] == REPLICA]
+        assert alert["labels"]["service"] == "postgresql"
+        assert alert["labels"]["severity"] == "critical"
+        # The primary sees its slot go idle: the replication alert fires for the primary's instance.
+        wait_until(
+            lambda: (
+                [a["labels"]["slot_name"] for a in alertmanager_alerts("PostgreSQLReplicaNotStreaming")]
+                == ["postgresql_2"]
+            ),
+            60,
+            "PostgreSQLReplicaNotStreaming in Alertmanager",
+        )
+        wait_until(lambda: webhook.notified("firing", "PostgreSQLDown", REPLICA), 60, "the firing webhook")
+    finally:
+        document = converge_json("postgresql")
+    assert document["_returncode"] == 0, document["_stderr"]
+    assert changed_on(document, "Start the server (and keep it running).") == [REPLICA]
+    resolved = wait_until(
+        lambda: not alertmanager_alerts("PostgreSQLDown") and not alertmanager_alerts("PostgreSQLReplicaNotStreaming"),
+        90,
+        "the alerts resolved",
+    )
+    print(f"resolved {resolved:.0f} s after the converge")
+    wait_until(lambda: webhook.notified("resolved", "PostgreSQLDown", REPLICA), 60, "the resolved webhook")

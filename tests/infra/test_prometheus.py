@@ -161,11 +161,18 @@ def test_every_inventory_host_is_a_target_of_its_job_and_nothing_else_is(
     host: Any, prom: Any, expected_targets: dict[tuple[str, str], dict[str, str]]
 ) -> None:
     generated = {job["name"] for job in prom["prometheus_scrape_jobs"]}
-    live = {
-        (t["labels"]["job"], t["labels"].get("instance", ""))
-        for t in active_targets(host, prom)
-        if t["labels"]["job"] in generated
-    }
+    # Prometheus hands file_sd changes to its scrape pools a few seconds after it reads them (its discovery
+    # manager batches updates): right after a converge the pools may still be filling.
+    deadline = time.monotonic() + UP_DEADLINE_SECONDS
+    while True:
+        live = {
+            (t["labels"]["job"], t["labels"].get("instance", ""))
+            for t in active_targets(host, prom)
+            if t["labels"]["job"] in generated
+        }
+        if live == set(expected_targets) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert sorted(live - set(expected_targets)) == [], "scraped but not in the inventory"
     assert sorted(set(expected_targets) - live) == [], "in the inventory but not scraped"
 

@@ -121,7 +121,8 @@ def test_converge_scrapes_every_host_and_exporter_of_the_inventory(prometheus_la
     # Counted from this side too: the lab's six hosts, both PostgreSQL servers, the three Cassandra nodes.
     targets = api("/api/v1/targets?state=active")["activeTargets"]
     per_job = Counter(target["labels"]["job"] for target in targets)
-    assert per_job == {"node": len(prometheus_lab.hosts), "postgres": 2, "cassandra": 3, "prometheus": 1}
+    expected = {"node": len(prometheus_lab.hosts), "postgres": 2, "cassandra": 3, "prometheus": 1, "alertmanager": 1}
+    assert per_job == expected
     assert [t["scrapeUrl"] for t in targets if t["health"] != "up"] == []
     racks = {t["labels"]["instance"]: t["labels"].get("rack") for t in targets if t["labels"]["job"] == "cassandra"}
     assert racks == {"cassandra-1": "rack1", "cassandra-2": "rack1", "cassandra-3": "rack2"}

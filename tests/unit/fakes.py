@@ -47,11 +47,34 @@ def task_start(host: str, task: str, action: str = "ansible.builtin.command") ->
     return _event("runner_on_start", "", **_task(host, task, action))
 
 
-def task_ok(host: str, task: str, *, changed: bool = False, action: str = "ansible.builtin.command") -> Event:
+def task_ok(
+    host: str,
+    task: str,
+    *,
+    changed: bool = False,
+    action: str = "ansible.builtin.command",
+    res: dict[str, Any] | None = None,
+    **context: Any,
+) -> Event:
+    """A task's result; ``res`` adds to the module's result (diff, results of a loop), ``context`` to
+    event_data (play, role, task_uuid)."""
     word = "changed" if changed else "ok"
-    res = {"changed": changed, "msg": "", "_ansible_no_log": False}
+    result = {"changed": changed, "msg": "", "_ansible_no_log": False, **(res or {})}
     return _event(
-        "runner_on_ok", f"{word}: [{host}]", **_task(host, task, action), remote_addr=host, res=res, duration=0.25
+        "runner_on_ok",
+        f"{word}: [{host}]",
+        **_task(host, task, action),
+        remote_addr=host,
+        res=result,
+        duration=0.25,
+        **context,
+    )
+
+
+def handler_start(task: str, task_uuid: str) -> Event:
+    """ansible-runner's event for a handler: playbook_on_task_start marked is_conditional."""
+    return _event(
+        "playbook_on_task_start", f"\r\nRUNNING HANDLER [{task}]", name=task, uuid=task_uuid, is_conditional=True
     )
 
 

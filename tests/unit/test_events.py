@@ -32,7 +32,7 @@ def test_a_changed_result_is_changed_with_its_action_and_duration() -> None:
     parsed = parse_event(fakes.task_ok("web-1", "Write the config", changed=True, action="ansible.builtin.template"))
     assert parsed == [
         OutputText("changed: [web-1]"),
-        TaskResult("web-1", "Write the config", "ansible.builtin.template", "changed", "", 0.25),
+        TaskResult("web-1", "Write the config", "ansible.builtin.template", "changed", "", 0.25, play="Base"),
     ]
 
 
@@ -70,7 +70,7 @@ def test_the_tracker_collects_notes_in_order() -> None:
 
 def test_a_failure_keeps_the_first_line_of_its_message() -> None:
     result = only(parse_event(fakes.task_failed("db-1", "Start", "unit failed\nsee journalctl")), TaskResult)
-    assert result == TaskResult("db-1", "Start", "ansible.builtin.command", "failed", "unit failed", 0.5)
+    assert result == TaskResult("db-1", "Start", "ansible.builtin.command", "failed", "unit failed", 0.5, play="Base")
 
 
 def test_an_argument_spec_failure_names_the_variable_and_value() -> None:
@@ -120,7 +120,9 @@ def test_an_ignored_failure_is_ignored_not_failed() -> None:
 def test_an_unreachable_host_is_unreachable_with_the_reason() -> None:
     reason = "Failed to connect to the host via ssh: ssh: connect to host 10.0.0.5 port 22: Connection refused"
     result = only(parse_event(fakes.task_unreachable("web-2", "Gathering Facts", reason)), TaskResult)
-    assert result == TaskResult("web-2", "Gathering Facts", "ansible.builtin.ping", "unreachable", reason, 30.0)
+    assert result == TaskResult(
+        "web-2", "Gathering Facts", "ansible.builtin.ping", "unreachable", reason, 30.0, play="Base"
+    )
 
 
 def test_a_skipped_result_is_skipped() -> None:

@@ -6,6 +6,8 @@ Only the fields toolkit shows or records are kept; the raw events stay in the ru
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from toolkit.runner.diffs import render_diff
+
 ResultStatus = Literal["ok", "changed", "failed", "ignored", "unreachable", "skipped"]
 
 
@@ -21,6 +23,21 @@ class TaskStarted:
 
 
 @dataclass(frozen=True)
+class HandlerStarted:
+    """A handler begins: its results are consequences of other tasks' changes, not resources of their own."""
+
+    task_uuid: str
+
+
+@dataclass(frozen=True)
+class ChangedItem:
+    """One changed item of a looped task (its label) and its diff."""
+
+    label: str
+    diff: str = ""
+
+
+@dataclass(frozen=True)
 class TaskResult:
     host: str
     task: str
@@ -28,6 +45,13 @@ class TaskResult:
     status: ResultStatus
     message: str = ""
     duration: float | None = None
+    # What drift needs to name a resource and show what differs; empty for most consumers.
+    play: str = ""
+    role: str = ""
+    task_uuid: str = ""
+    diff: str = ""  # unified text of Ansible's --diff output (redacted before anyone sees it)
+    items: tuple[ChangedItem, ...] = ()
+    censored: bool = False  # a no_log task: its result and diff were hidden by Ansible
 
 
 @dataclass(frozen=True)
@@ -55,7 +79,7 @@ class OutputText:
     text: str
 
 
-RunEvent = PlayStarted | TaskStarted | TaskResult | PlaybookStats | OutputText
+RunEvent = PlayStarted | TaskStarted | HandlerStarted | TaskResult | PlaybookStats | OutputText
 
 # ansible's stats keys -> ours
 _STATS_KEYS = {
@@ -113,6 +137,21 @@ def _message(res: dict[str, Any]) -> str:
     return ""
 
 
+def _changed_items(res: dict[str, Any]) -> tuple[ChangedItem, ...]:
+    """The changed items of a looped task's result, each with its label and diff."""
+    items = res.get("results")
+    if not isinstance(items, list):
+        return ()
+    changed: list[ChangedItem] = []
+    for item in items:
+        if not isinstance(item, dict) or not item.get("changed"):
+            continue
+        label = item.get("_ansible_item_label", item.get("item", ""))
+        text = label if isinstance(label, str) else " ".join(str(label).split())
+        changed.append(ChangedItem(label=text[:200], diff=render_diff(item.get("diff"))))
+    return tuple(changed)
+
+
 DEBUG_ACTIONS = frozenset({"debug", "ansible.builtin.debug", "ansible.legacy.debug"})
 
 
@@ -139,22 +178,49 @@ def parse_event(raw: dict[str, Any]) -> list[RunEvent]:
     res: dict[str, Any] = data.get("res") if isinstance(data.get("res"), dict) else {}  # type: ignore[assignment]
     duration = data.get("duration")
     duration = float(duration) if isinstance(duration, int | float) else None
+    play, role, task_uuid = (str(data.get(key) or "") for key in ("play", "role", "task_uuid"))
     if kind == "playbook_on_play_start":
         parsed.append(PlayStarted(str(data.get("play") or data.get("name") or "")))
+    elif kind == "playbook_on_task_start" and data.get("is_conditional"):
+        # ansible-runner reuses this event for handlers and marks them is_conditional (Ansible 1's convention).
+        parsed.append(HandlerStarted(str(data.get("uuid") or data.get("task_uuid") or "")))
     elif kind == "runner_on_start":
         parsed.append(TaskStarted(host=host, task=task))
     elif kind == "runner_on_ok":
         status: ResultStatus = "changed" if res.get("changed") else "ok"
         # A debug task's message is meant for the operator (e.g. "PENDING RESTART ..."): keep it.
         note = _note(res) if action in DEBUG_ACTIONS else ""
-        parsed.append(TaskResult(host, task, action, status, note, duration))
+        parsed.append(
+            TaskResult(
+                host,
+                task,
+                action,
+                status,
+                note,
+                duration,
+                play=play,
+                role=role,
+                task_uuid=task_uuid,
+                diff=render_diff(res.get("diff")) if status == "changed" else "",
+                items=_changed_items(res) if status == "changed" else (),
+                censored="censored" in res,
+            )
+        )
     elif kind == "runner_on_failed":
         status = "ignored" if data.get("ignore_errors") else "failed"
-        parsed.append(TaskResult(host, task, action, status, _message(res), duration))
+        parsed.append(
+            TaskResult(host, task, action, status, _message(res), duration, play=play, role=role, task_uuid=task_uuid)
+        )
     elif kind == "runner_on_unreachable":
-        parsed.append(TaskResult(host, task, action, "unreachable", _message(res), duration))
+        parsed.append(
+            TaskResult(
+                host, task, action, "unreachable", _message(res), duration, play=play, role=role, task_uuid=task_uuid
+            )
+        )
     elif kind == "runner_on_skipped":
-        parsed.append(TaskResult(host, task, action, "skipped", "", duration))
+        parsed.append(
+            TaskResult(host, task, action, "skipped", "", duration, play=play, role=role, task_uuid=task_uuid)
+        )
     elif kind == "playbook_on_stats":
         parsed.append(PlaybookStats(stats_from_runner(data)))
     return parsed

@@ -22,6 +22,7 @@ from toolkit.exit_codes import ExitCode
 from toolkit.paths import StatePaths, project_root
 from toolkit.runner import artifacts
 from toolkit.runner.events import (
+    ChangedItem,
     OutputText,
     PlayStarted,
     RunEvent,
@@ -298,7 +299,14 @@ def _redacted_event(event: RunEvent, secrets: list[str]) -> RunEvent:
         return dataclasses.replace(event, task=artifacts.redact(event.task, secrets))
     if isinstance(event, TaskResult):
         return dataclasses.replace(
-            event, task=artifacts.redact(event.task, secrets), message=artifacts.redact(event.message, secrets)
+            event,
+            task=artifacts.redact(event.task, secrets),
+            message=artifacts.redact(event.message, secrets),
+            diff=artifacts.redact(event.diff, secrets),
+            items=tuple(
+                ChangedItem(artifacts.redact(item.label, secrets), artifacts.redact(item.diff, secrets))
+                for item in event.items
+            ),
         )
     return event
 

@@ -95,15 +95,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def open_database(path: Path) -> Iterator[sqlite3.Connection]:
+    """The state database (rows as sqlite3.Row); other stores (drift) keep their tables in it too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, timeout=10)) as db:
+        db.row_factory = sqlite3.Row
+        yield db
+
+
 class History:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=10)) as db:
-            db.row_factory = sqlite3.Row
+        with open_database(self.path) as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
                 db.executescript(_SCHEMA)
@@ -177,6 +184,11 @@ class History:
                 " failed=?, unreachable=?, detail=?, note=COALESCE(note, ?) WHERE run_id=?",
                 (finished_at, duration, status, exit_code, *counts, json.dumps(detail), error or None, run_id),
             )
+
+    def amend(self, run_id: str, *, exit_code: int, detail: dict[str, Any]) -> None:
+        """Replace a finished run's verdict (drift: exit 3 and the drift report, not the check run's 0)."""
+        with self._connect() as db:
+            db.execute("UPDATE runs SET exit_code=?, detail=? WHERE run_id=?", (exit_code, json.dumps(detail), run_id))
 
     def list(self, *, limit: int = 20, kind: str | None = None) -> list[RunRecord]:
         query = "SELECT * FROM runs"

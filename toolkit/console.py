@@ -17,6 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.theme import Theme
 
+from toolkit.drift.findings import Resource
+from toolkit.drift.report import DriftReport
+from toolkit.drift.store import DriftRecord
 from toolkit.lab.lab import HostStatus
 from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEvent, TaskResult, TaskStarted
 from toolkit.runner.history import RunRecord
@@ -325,6 +328,103 @@ def print_lynis_scores(result: VerifyResult) -> None:
     for host, report in sorted(result.lynis.items()):
         for finding in report.warnings:
             err.print(f"[warning]lynis warning[/warning] {host} | {escape(str(finding))}", markup=True)
+
+
+def print_drift_report(report: DriftReport) -> None:
+    """Per host: what drifted (with the diff), what was excused, what could not be checked; then the verdict."""
+    _print_drift_findings(report, heading=f"drift {report.target}")
+    remediation = report.remediation
+    if remediation is not None:
+        converge = remediation.converge
+        err.print(
+            f"[info]remediate[/info]   converged {', '.join(remediation.hosts)}: {converge.changed_count} task(s)"
+            f" changed, exit {int(converge.exit_code)} (run {converge.run_id})"
+        )
+        for ref in converge.failed:
+            err.print(f"[failed]failed[/failed]      {ref.host} | {ref.task}: {ref.message}")
+        if remediation.recheck is not None:
+            _print_drift_findings(remediation.recheck, heading=f"re-check {report.target}")
+    if report.run.error:
+        error(f"ansible-playbook failed before any host ran: {report.run.error}")
+    code = int(report.exit_code)
+    hosts = len(report.run.hosts)
+    drifted = report.drift if remediation is None else _left(report)
+    if code == 0:
+        fixed = " after remediation" if remediation is not None else ""
+        outcome = f"[ok]no drift on any of {hosts} host(s){fixed}[/ok]"
+    elif code == 3:
+        on = sorted({r.host for r in drifted})
+        outcome = f"[changed]{len(drifted)} drifted resource(s) on {', '.join(on)}[/changed]"
+    elif code == 4:
+        outcome = f"[unreachable]not checked (unreachable): {', '.join(report.unreachable_hosts)}[/unreachable]"
+    elif code == 130:
+        outcome = "[failed]interrupted[/failed]: the check was cancelled"
+    else:
+        failed = sorted({ref.host for ref in report.failed}) or ["(no host)"]
+        outcome = f"[failed]check failed on {', '.join(failed)}[/failed]"
+    err.print(f"{outcome} in {_fmt_duration(report.run.duration)} — exit {code}")
+    err.print(
+        f"[hint]run {report.run.run_id}; history: toolkit drift history; artifacts: {report.run.artifacts}[/hint]"
+    )
+
+
+def _left(report: DriftReport) -> list[Resource]:
+    remediation = report.remediation
+    if remediation is None or remediation.recheck is None:
+        return report.drift
+    return [r for r in report.drift if r.host not in remediation.hosts] + remediation.recheck.drift
+
+
+def _print_drift_findings(report: DriftReport, heading: str) -> None:
+    err.print(f"[bold]{heading}[/bold] — {len(report.run.hosts)} host(s), services: {', '.join(report.services)}")
+    for resource in sorted(report.drift, key=lambda r: (r.host, r.service)):
+        since = report.first_seen.get(resource.key)
+        err.print(
+            f"[changed]drift[/changed]       {resource.host} | {resource.service} | {escape(resource.label)}"
+            f" ({resource.action})" + (f" [hint]since {since}[/hint]" if since else "")
+        )
+        for line in resource.diff.splitlines()[:_DIFF_LINES]:
+            err.print(f"              {line}", markup=False, highlight=False)
+        if len(resource.diff.splitlines()) > _DIFF_LINES:
+            err.print("              … (the whole diff is in --json and the history)", markup=False)
+    for resource, rule in report.triage.ignored:
+        err.print(
+            f"[skipped]ignored[/skipped]     {resource.host} | {escape(resource.label)}: {escape(rule.reason)}"
+            f" (until {rule.expires.isoformat()})"
+        )
+    for resource, rule in report.triage.expired:
+        err.print(
+            f"[warning]expired[/warning]     {resource.host} | {escape(resource.label)}: ignore entry {rule.index}"
+            f" expired on {rule.expires.isoformat()} ({escape(rule.reason)})"
+        )
+    for ref in report.failed:
+        err.print(f"[failed]failed[/failed]      {ref.host} | {ref.task}" + (f": {ref.message}" if ref.message else ""))
+    for ref in report.run.unreachable:
+        err.print(f"[unreachable]unreachable[/unreachable] {ref.host}" + (f": {ref.message}" if ref.message else ""))
+
+
+_DIFF_LINES = 20
+
+
+def print_drift_history(records: list[DriftRecord]) -> None:
+    if not records:
+        info("no drift recorded")
+        return
+    table = Table(title="drifted resources (newest first)", title_justify="left")
+    for column in ("host", "service", "resource", "first seen", "last seen", "resolved", "how"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        resolved = r.resolved_at.replace("T", " ")[:19] if r.resolved_at else "[changed]open[/changed]"
+        table.add_row(
+            r.host,
+            r.service,
+            escape(r.label),
+            r.first_seen.replace("T", " ")[:19],
+            r.last_seen.replace("T", " ")[:19],
+            resolved,
+            r.resolution or "",
+        )
+    out.print(table)
 
 
 def print_lab_status(statuses: list[HostStatus]) -> None:

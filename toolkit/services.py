@@ -1,5 +1,6 @@
 """Services are the playbooks in playbooks/: ``toolkit converge NAME`` runs ``playbooks/NAME.yml``."""
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +8,7 @@ import yaml
 
 from toolkit.errors import UsageError
 from toolkit.paths import playbooks_dir, project_root
+from toolkit.runner.events import RunEvent, TaskResult
 
 
 def available_services() -> list[str]:
@@ -66,3 +68,54 @@ def _play_hosts(playbook: Path, seen: set[Path]) -> list[str]:
         elif isinstance(hosts, list):
             patterns += [str(part) for part in hosts]
     return patterns
+
+
+def play_services(service: str) -> dict[str, str]:
+    """Each play's name in SERVICE's playbook tree -> the service (playbook) it belongs to.
+
+    Drift names resources by service: a ``site`` run imports every playbook, and the play a task ran
+    in tells which service's resource it checked.
+    """
+    mapping: dict[str, str] = {}
+    _collect_plays(playbook_for(service), mapping, seen=set())
+    return mapping
+
+
+def services_in(service: str) -> list[str]:
+    """The services SERVICE's playbook covers: itself, and every playbook it imports."""
+    found: list[str] = []
+    _collect_plays(playbook_for(service), {}, seen=set(), found=found)
+    return found
+
+
+def _collect_plays(playbook: Path, mapping: dict[str, str], seen: set[Path], found: list[str] | None = None) -> None:
+    if playbook in seen or not playbook.is_file():
+        return
+    seen.add(playbook)
+    if found is not None:
+        found.append(playbook.stem)
+    try:
+        plays: Any = yaml.safe_load(playbook.read_text()) or []
+    except yaml.YAMLError as exc:
+        raise UsageError(f"cannot read {playbook}: {str(exc).splitlines()[0]}") from None
+    for play in plays if isinstance(plays, list) else []:
+        if not isinstance(play, dict):
+            continue
+        imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+        if isinstance(imported, str):
+            _collect_plays((playbook.parent / imported).resolve(), mapping, seen, found)
+        elif isinstance(play.get("name"), str):
+            mapping.setdefault(play["name"].strip(), playbook.stem)
+
+
+@dataclass
+class ServiceCoverage:
+    """Which (host, service) pairs ran tasks in a run: an observer of its events."""
+
+    play_services: dict[str, str]
+    default_service: str
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+
+    def observe(self, event: RunEvent) -> None:
+        if isinstance(event, TaskResult) and event.host and event.status in ("ok", "changed", "skipped"):
+            self.pairs.add((event.host, self.play_services.get(event.play.strip(), self.default_service)))

@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,10 +15,12 @@ import typer
 from toolkit import console
 from toolkit.cli.options import InventoryOption, JsonOption, LimitOption, VerboseOption, resolve_inventory
 from toolkit.errors import UsageError
+from toolkit.metrics import converge as converge_metrics
 from toolkit.paths import state_paths
+from toolkit.runner.events import RunEvent
 from toolkit.runner.execute import PlaybookRun, RunSettings, run_playbook
 from toolkit.runner.extravars import parse_extra_vars
-from toolkit.services import playbook_for
+from toolkit.services import ServiceCoverage, play_services, playbook_for
 
 
 @contextmanager
@@ -52,6 +55,14 @@ def converge(
     json_output: JsonOption = False,
     forks: Annotated[int | None, typer.Option("--forks", "-f", min=1, max=1000, help="Parallel hosts.")] = None,
     verbose: VerboseOption = 0,
+    textfile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--textfile-dir",
+            envvar="TOOLKIT_TEXTFILE_DIR",
+            help="Where to write the last-success metrics (node_exporter's textfile directory). Default: state dir.",
+        ),
+    ] = None,
     vault_password_file: Annotated[
         Path | None,
         typer.Option(
@@ -83,8 +94,16 @@ def converge(
         color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
     )
     title = f"converge {service}" + (" (check mode)" if check else "")
+    coverage = ServiceCoverage(play_services(service), default_service=service)
     with cancel_on_signals() as cancel, console.RunView(title, resolved.hosts, verbose=verbose) as view:
-        result = run_playbook(run, RunSettings.from_env(state_paths()), observer=view.handle, cancel=cancel)
+
+        def observe(event: RunEvent) -> None:
+            coverage.observe(event)
+            view.handle(event)
+
+        state = state_paths()
+        result = run_playbook(run, RunSettings.from_env(state), observer=observe, cancel=cancel)
+    converge_metrics.write(textfile_dir or state.home / "metrics", result, coverage.pairs, time.time())
     console.print_run_summary(result)
     if json_output:
         console.emit_json(result.to_dict())

@@ -1,0 +1,1 @@
+"""Drift detection: the report, its history, its metrics and its schedule."""

@@ -19,6 +19,7 @@ from rich.theme import Theme
 
 from toolkit.drift.findings import Resource
 from toolkit.drift.report import DriftReport
+from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
 from toolkit.lab.lab import HostStatus
 from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEvent, TaskResult, TaskStarted
@@ -437,3 +438,35 @@ def print_lab_status(statuses: list[HostStatus]) -> None:
         reach = "[ok]reachable[/ok]" if s.reachable else "[unreachable]unreachable[/unreachable]"
         table.add_row(s.name, s.address, ", ".join(s.groups), container, systemd, reach)
     err.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drift schedules (toolkit drift schedule).
+# ---------------------------------------------------------------------------------------------
+
+
+def print_schedules(schedules: list[ScheduleStatus]) -> None:
+    """One row per schedule (installed or not), then each one's command, log and notes."""
+    if not schedules:
+        info("no drift schedule is installed")
+        return
+    table = Table(title="drift schedules", title_justify="left")
+    for column in ("service", "backend", "installed", "when", "next run", "last run"):
+        table.add_column(column)
+    for s in schedules:
+        table.add_row(
+            s.service,
+            s.backend,
+            "[ok]yes[/ok]" if s.installed else "no",
+            f"{s.when} ({s.calendar})" if s.when and s.calendar else s.calendar or s.when or "-",
+            s.next_run or "-",
+            s.last_run or "-",
+        )
+    out.print(table)
+    for s in schedules:
+        if s.command:
+            out.print(f"  {s.service}: {s.command}", markup=False)
+        if s.log:
+            out.print(f"  {s.service} log: {s.log}", markup=False)
+        for note in s.notes:
+            err.print(f"[note]note[/note] {s.service}: {escape(note)}")

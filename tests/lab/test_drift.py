@@ -162,3 +162,69 @@ def test_a_host_stopped_during_drift_exits_4_never_0(fleet, tmp_path):
 def _drift_running_since(started: float) -> bool:
     runs = PROJECT / ".toolkit" / "runs"
     return any(p.stat().st_mtime >= started for p in runs.iterdir()) if runs.is_dir() else False
+
+
+def test_two_overlapping_drift_runs_never_both_execute(fleet):
+    first = toolkit_background("drift", "node_exporter")
+    second = toolkit_background("drift", "node_exporter")
+    outcomes = sorted([first.wait(timeout=600), second.wait(timeout=600)])
+    assert outcomes == [0, 5], (
+        first.stderr.read() if first.stderr else "",
+        second.stderr.read() if second.stderr else "",
+    )
+
+
+def test_the_schedule_runs_drift_and_its_metrics_parse(fleet, tmp_path):
+    """cron is the backend on this controller (PID 1 is not systemd): a real cron daemon runs the job."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    installed = toolkit(
+        "drift", "schedule", "install", "node_exporter", "--every", "1m", "--backend", "cron",
+        env={"TOOLKIT_TEXTFILE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    daemon = _start_cron()
+    try:
+        scheduled = _wait_for_scheduled_run(since=started, timeout=180)
+    finally:
+        assert toolkit("drift", "schedule", "remove", "node_exporter").returncode == 0
+        _wait_until_no_drift_runs(timeout=300)  # a job outlives cron: let it release the lock first
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+    assert scheduled["kind"] == "drift" and scheduled["exit_code"] == 0, scheduled
+    metrics = tmp_path / "toolkit_drift_node_exporter.prom"
+    promtool_check(metrics)
+    assert 'toolkit_drift_last_run_exit_code{target="node_exporter"} 0' in metrics.read_text()
+
+
+def _start_cron() -> subprocess.Popen[bytes] | None:
+    """A cron daemon for the test, or None when one already runs on this controller."""
+    daemon = subprocess.Popen(["cron", "-f"], start_new_session=True, stderr=subprocess.PIPE)
+    time.sleep(1)
+    if daemon.poll() is None:
+        return daemon
+    message = daemon.stderr.read().decode() if daemon.stderr else ""
+    assert "can't lock" in message, f"cron did not start: {message}"
+    return None
+
+
+def _drift_runs() -> list[dict]:
+    listed = toolkit("runs", "list", "--kind", "drift", "--last", "20", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def _wait_for_scheduled_run(since: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in _drift_runs():
+            if run["note"] == "scheduled" and run["started_at"] >= since and run["status"] != "running":
+                return run
+        time.sleep(5)
+    raise AssertionError(f"no scheduled drift run finished within {timeout}s of {since}")
+
+
+def _wait_until_no_drift_runs(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(run["status"] == "running" for run in _drift_runs()):
+        time.sleep(2)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from toolkit import console
+from toolkit.cli import drift_schedule
 from toolkit.cli.converge import cancel_on_signals
 from toolkit.cli.options import InventoryOption, JsonOption, LimitOption, VerboseOption, resolve_inventory
 from toolkit.drift.check import DriftCheck, DriftRequest, Observer
@@ -39,6 +40,7 @@ app = typer.Typer(
     cls=_DefaultToCheck,
     help="Find drift (hosts that no longer match the code), keep its history, fix it with --remediate.",
 )
+app.add_typer(drift_schedule.app, name="schedule")
 
 
 class _PhaseViews:

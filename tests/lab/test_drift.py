@@ -228,3 +228,16 @@ def _wait_until_no_drift_runs(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(run["status"] == "running" for run in _drift_runs()):
         time.sleep(2)
+
+
+def test_a_host_without_the_hardening_packages_drifts_rather_than_failing_the_check(fleet):
+    """Check mode on a host the role never ran on: services and handlers of packages not installed yet are
+    reported through the install, never as failed tasks (a failed check would hide the drift: exit 1)."""
+    host = "prometheus-1"
+    purged = on_host(host, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q fail2ban acct auditd")
+    assert purged.returncode == 0, purged.stderr
+    result = toolkit("drift", "hardening", "--limit", host, "--json")
+    document = parse_json(result.stdout)
+    assert document["failed"] == [], document["failed"]
+    assert result.returncode == 3, result.stderr
+    assert "hardening : Install the packages of every area in one apt run." in {d["task"] for d in document["drift"]}

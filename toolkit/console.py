@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.theme import Theme
 
-from toolkit.drift.findings import Resource
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
@@ -349,7 +348,7 @@ def print_drift_report(report: DriftReport) -> None:
         error(f"ansible-playbook failed before any host ran: {report.run.error}")
     code = int(report.exit_code)
     hosts = len(report.run.hosts)
-    drifted = report.drift if remediation is None else _left(report)
+    drifted = report.remaining_drift
     if code == 0:
         fixed = " after remediation" if remediation is not None else ""
         outcome = f"[ok]no drift on any of {hosts} host(s){fixed}[/ok]"
@@ -367,13 +366,6 @@ def print_drift_report(report: DriftReport) -> None:
     err.print(
         f"[hint]run {report.run.run_id}; history: toolkit drift history; artifacts: {report.run.artifacts}[/hint]"
     )
-
-
-def _left(report: DriftReport) -> list[Resource]:
-    remediation = report.remediation
-    if remediation is None or remediation.recheck is None:
-        return report.drift
-    return [r for r in report.drift if r.host not in remediation.hosts] + remediation.recheck.drift
 
 
 def _print_drift_findings(report: DriftReport, heading: str) -> None:

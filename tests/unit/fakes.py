@@ -169,6 +169,8 @@ class FakeAnsibleRunner:
     vault_files: list[HandedFile] = field(default_factory=list)
     runner: FakeRunner | None = None
     on_event: Callable[[Event], None] | None = None
+    # One list of events per call, in order (a command that runs several playbooks); else ``events`` every time.
+    script: list[list[Event]] | None = None
 
     def __call__(self, **kwargs: Any) -> tuple[threading.Thread, FakeRunner]:
         self.calls.append(kwargs)
@@ -200,7 +202,8 @@ class FakeAnsibleRunner:
         status = self.status
         stdout: list[str] = []
         runner.status = "running"
-        for event in self.events:
+        events = self.script[len(self.calls) - 1] if self.script else self.events
+        for event in events:
             if kwargs["cancel_callback"]():
                 status = "canceled"
                 break

@@ -351,15 +351,8 @@ def test_remediate_converges_only_the_drifted_hosts_then_rechecks(
 ) -> None:
     only_db = [e for e in drifted_run() if e["event_data"].get("host") in (None, "db-1")]
     only_db[-1] = fakes.recap(ok={"db-1": 5}, changed={"db-1": 4})
-    fake = fake_runner(only_db)
-    # The fake plays the same events for every run; switch to a clean play once the converge is called.
-    calls = fake.calls
-
-    class Switch(list[fakes.Event]):
-        def __iter__(self):  # type: ignore[no-untyped-def]
-            return iter(clean_run() if len(calls) >= 3 else only_db)
-
-    fake.events = Switch()
+    fake = fake_runner([])
+    fake.script = [only_db, clean_run(), clean_run()]  # check, converge, re-check
     outcome = cli("drift", "-i", str(inventory), "--remediate", "--json")
     assert len(fake.calls) == 3, outcome.err
     check, converge, recheck = fake.calls

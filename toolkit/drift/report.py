@@ -93,8 +93,16 @@ class DriftReport:
             return drift_exit_code(self.run.exit_code, bool(self.drift))
         if remediation.recheck is None:
             return worst(drift_exit_code(self.run.exit_code, bool(self.drift)), remediation.converge.exit_code)
-        left = [r for r in self.drift if r.host not in remediation.hosts]
-        return worst(drift_exit_code(self.run.exit_code, bool(left)), remediation.recheck.exit_code)
+        untouched = [r for r in self.drift if r.host not in remediation.hosts]
+        return worst(drift_exit_code(self.run.exit_code, bool(untouched)), remediation.recheck.exit_code)
+
+    @property
+    def remaining_drift(self) -> list[Resource]:
+        """What still drifts after this command: the check's findings, remediated hosts' from their re-check."""
+        remediation = self.remediation
+        if remediation is None or remediation.recheck is None:
+            return self.drift
+        return [r for r in self.drift if r.host not in remediation.hosts] + remediation.recheck.drift
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -461,3 +461,12 @@ def test_a_templates_temporary_source_is_not_shown_as_the_after_file() -> None:
         }
     )
     assert text.splitlines()[:2] == ["--- /etc/x", "+++ from the code"]
+
+
+def test_the_runs_history_records_the_drift_verdict_not_the_check_runs_zero(
+    cli: Cli, fake_runner: InstallFake, inventory: Path
+) -> None:
+    fake_runner(drifted_run())
+    assert cli("drift", "-i", str(inventory)).code == 3
+    runs = json.loads(cli("runs", "list", "--kind", "drift", "--json").out)
+    assert [(r["kind"], r["exit_code"], r["check_mode"]) for r in runs] == [("drift", 3, True)]

@@ -79,8 +79,8 @@ class DriftCheck:
         report = self._check(request.inventory, "check", note)
         if request.remediate and report.drift and not self.cancel.is_set():
             report.remediation = self._remediate(report)
+            self.history.amend(report.run.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
         final = self._final_view(report)
-        self.history.amend(report.run.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
         if request.textfile_dir is not None:
             drift_metrics.write(request.textfile_dir, final, time.time())
         return report
@@ -101,8 +101,8 @@ class DriftCheck:
             self.request.target, self.services, result, collector, triage(collector.resources, self.rules, self.today)
         )
         self.store.record(report, str(inventory.source), _utc(time.time()), remediated=phase == "recheck")
-        if phase == "recheck":
-            self.history.amend(result.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
+        # The run's own verdict at once (drift: 3, not the check's 0), so it holds even if a remediation fails.
+        self.history.amend(result.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
         return report
 
     def _remediate(self, report: DriftReport) -> Remediation:

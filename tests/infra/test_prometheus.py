@@ -7,6 +7,7 @@ read: every host of each job's group, labelled from its variables.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import ipaddress
 import json
@@ -51,15 +52,64 @@ def _only_prometheus_servers(host: Any) -> None:
         pytest.skip(f"{variables['inventory_hostname']} is not a Prometheus server")
 
 
-def api(host: Any, prom: Any, path: str) -> Any:
-    """GET a path of the server's HTTP API from the host itself (the firewall does not matter there)."""
-    listen = str(prom["prometheus_web_listen_address"])
-    address, port = listen.rsplit(":", 1)
+# GETs a URL on the host with Python's standard library: basic auth and a CA file when given; prints the
+# status and body as JSON (a 401 is an answer, not an error). The request comes in base64 so no quoting and
+# no plain password in the command line.
+_GET_SCRIPT = """
+import base64, json, ssl, sys, urllib.error, urllib.request
+r = json.loads(base64.b64decode(sys.argv[1]))
+request = urllib.request.Request(r["url"])
+if r["user"]:
+    token = base64.b64encode((r["user"] + ":" + r["password"]).encode()).decode()
+    request.add_header("Authorization", "Basic " + token)
+context = ssl.create_default_context(cafile=r["ca"] or None)
+try:
+    with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+        print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": error.read().decode()}))
+"""
+
+
+def web_endpoint(variables: Any, role: str) -> dict[str, str]:
+    """How a role's own checks reach its web endpoint (role prometheus or alertmanager) from the host: loopback
+    when it listens on every address, https when it has a TLS cert, as the first basic auth user in sort order."""
+    address, port = str(variables[f"{role}_web_listen_address"]).rsplit(":", 1)
     if address in ("", "0.0.0.0", "[::]", "::"):
         address = "127.0.0.1"
-    url = f"http://{address}:{port}{path}"
-    script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-    document = json.loads(host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(url)}"))
+    users: Mapping[str, str] = variables[f"{role}_web_basic_auth_users"]
+    user = sorted(users)[0] if users else ""
+    tls = bool(variables[f"{role}_web_tls_cert_file"])
+    return {
+        "base": f"{'https' if tls else 'http'}://{address}:{port}",
+        "user": user,
+        "password": str(users[user]) if user else "",
+        "ca": str(variables[f"{role}_web_tls_ca_file"]) if tls else "",
+    }
+
+
+def http_get(host: Any, endpoint: Mapping[str, str], path: str, *, anonymous: bool = False) -> tuple[int, str]:
+    """(status, body) of a GET on the host itself (the firewall does not matter there)."""
+    request = {**endpoint, "url": endpoint["base"] + path}
+    if anonymous:
+        request.update(user="", password="")
+    encoded = base64.b64encode(json.dumps(request).encode()).decode()
+    result = host.run(f"python3 -c {shlex.quote(_GET_SCRIPT)} {encoded}")
+    # The command line carries the credentials: report the error, never the command.
+    assert result.rc == 0, f"GET {request['url']} failed on the host: {result.stderr[-2000:]}"
+    answer = json.loads(result.stdout)
+    return int(answer["status"]), str(answer["body"])
+
+
+def get_json(host: Any, endpoint: Mapping[str, str], path: str) -> Any:
+    status, body = http_get(host, endpoint, path)
+    assert status == 200, f"{path}: HTTP {status}: {body[:500]}"
+    return json.loads(body)
+
+
+def api(host: Any, prom: Any, path: str) -> Any:
+    """GET a path of the server's HTTP API from the host itself, with the role's credentials when set."""
+    document = get_json(host, web_endpoint(prom, ROLE), path)
     return document.get("data", document) if isinstance(document, dict) else document
 
 
@@ -234,13 +284,7 @@ def am(host: Any) -> Any:
 
 
 def am_api(host: Any, am: Any, path: str) -> Any:
-    address, port = str(am["alertmanager_web_listen_address"]).rsplit(":", 1)
-    if address in ("", "0.0.0.0", "[::]", "::"):
-        address = "127.0.0.1"
-    script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-    return json.loads(
-        host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(f'http://{address}:{port}{path}')}")
-    )
+    return get_json(host, web_endpoint(am, "alertmanager"), path)
 
 
 def test_alertmanager_runs_sandboxed_with_the_checked_configuration(host: Any, am: Any) -> None:
@@ -262,8 +306,9 @@ def test_alertmanager_routes_to_the_configured_receivers(host: Any, am: Any) -> 
 def test_prometheus_sends_alerts_to_every_alertmanager_of_the_inventory(host: Any, prom: Any) -> None:
     groups: dict[str, list[str]] = inventory_variables(host).get("groups", {})
     hostvars = _hostvars(host)
+    scheme = prom["prometheus_alertmanager_scheme"]
     expected = {
-        f"http://{target}/api/v2/alerts"
+        f"{scheme}://{target}/api/v2/alerts"
         for group in _filter_module().file_sd(
             groups.get(prom["prometheus_alertmanager_group"], []), hostvars, prom["prometheus_alertmanager_port"]
         )
@@ -271,6 +316,41 @@ def test_prometheus_sends_alerts_to_every_alertmanager_of_the_inventory(host: An
     }
     active = {entry["url"] for entry in api(host, prom, "/api/v1/alertmanagers")["activeAlertmanagers"]}
     assert active == expected
+
+
+# --- basic auth on the web endpoints ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["prometheus", "alertmanager"])
+def test_basic_auth_refuses_anonymous_requests_and_admits_every_user(
+    host: Any, prom: Any, am: Any, service: str
+) -> None:
+    """With basic auth on, a request without credentials gets 401 and each configured user gets 200."""
+    variables, path = (prom, "/api/v1/status/buildinfo") if service == "prometheus" else (am, "/api/v2/status")
+    users = variables[f"{service}_web_basic_auth_users"]
+    endpoint = web_endpoint(variables, service)
+    if not users:
+        status, _ = http_get(host, endpoint, path, anonymous=True)
+        assert status == 200, "no basic auth configured, yet the endpoint refuses an anonymous request"
+        return
+    assert http_get(host, endpoint, path, anonymous=True)[0] == 401
+    assert http_get(host, {**endpoint, "password": "wrong"}, path)[0] == 401
+    for user, password in users.items():
+        assert http_get(host, {**endpoint, "user": user, "password": str(password)}, path)[0] == 200, user
+
+
+def test_web_config_files_are_private_to_the_service(host: Any, prom: Any, am: Any) -> None:
+    for path, on in (
+        ("/etc/prometheus/web.yml", prom["prometheus_web_basic_auth_users"] or prom["prometheus_web_tls_cert_file"]),
+        (
+            "/etc/prometheus/alertmanager-web.yml",
+            am["alertmanager_web_basic_auth_users"] or am["alertmanager_web_tls_cert_file"],
+        ),
+    ):
+        web = host.file(path)
+        assert web.exists == bool(on), path
+        if on:
+            assert (web.user, web.group, web.mode) == ("root", "prometheus", 0o640), path
 
 
 # --- firewall --------------------------------------------------------------------------------------------

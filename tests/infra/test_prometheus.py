@@ -260,7 +260,7 @@ def test_every_target_is_up(host: Any, prom: Any) -> None:
 
 
 def test_the_loaded_rules_are_exactly_the_managed_files(host: Any, prom: Any) -> None:
-    overridden = set(prom["prometheus_rule_files"])
+    overridden = set(prom["prometheus_rule_files"]) | ({"slo"} if prom["prometheus_slos"] else set())
     wanted = {f"{RULES_DIR}/{name}.yml" for name in [*prom["prometheus_builtin_rule_files"], *overridden]}
     groups = api(host, prom, "/api/v1/rules")["groups"]
     assert {group["file"] for group in groups} == wanted

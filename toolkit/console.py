@@ -261,6 +261,9 @@ def print_run_record(record: RunRecord) -> None:
         if value is not None:
             out.print(f"  {key:<10} {value}", markup=False)
     detail = record.detail or {}
+    if detail.get("kind") == "drift":
+        _print_drift_detail(detail)
+        return
     hosts = detail.get("hosts") or {}
     if hosts:
         table = Table(title_justify="left")
@@ -281,6 +284,30 @@ def print_run_record(record: RunRecord) -> None:
         for ref in detail.get(key) or []:
             message = f": {ref.get('message')}" if ref.get("message") else ""
             out.print(f"  [{label}]{label:<11}[/{label}] {ref.get('host')} | {ref.get('task')}{message}")
+
+
+def _print_drift_detail(detail: dict[str, Any]) -> None:
+    """A drift run's report as recorded: per host what drifted, was ignored or could not be checked."""
+    table = Table(title_justify="left")
+    for column in ("host", "drifted", "ignored", "checked"):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    for host, state in sorted((detail.get("hosts") or {}).items()):
+        checked = "unreachable" if state.get("unreachable") else "failed" if state.get("failed") else "yes"
+        drifted = int(state.get("drifted", 0))
+        table.add_row(
+            host,
+            f"[changed]{drifted}[/changed]" if drifted else "0",
+            str(state.get("ignored", 0)),
+            checked if checked == "yes" else f"[failed]{checked}[/failed]",
+        )
+    out.print(table)
+    for item in detail.get("drift") or []:
+        label = f"{item.get('task')} [{item.get('item')}]" if item.get("item") else str(item.get("task"))
+        out.print(f"  [changed]drift[/changed]       {item.get('host')} | {item.get('service')} | {escape(label)}")
+    for ref in detail.get("failed") or []:
+        out.print(f"  [failed]failed[/failed]      {ref.get('host')} | {ref.get('task')}: {ref.get('message')}")
+    for ref in detail.get("unreachable") or []:
+        out.print(f"  [unreachable]unreachable[/unreachable] {ref.get('host')}: {ref.get('message')}")
 
 
 def print_verify_summary(result: VerifyResult) -> None:

@@ -470,3 +470,12 @@ def test_the_runs_history_records_the_drift_verdict_not_the_check_runs_zero(
     assert cli("drift", "-i", str(inventory)).code == 3
     runs = json.loads(cli("runs", "list", "--kind", "drift", "--json").out)
     assert [(r["kind"], r["exit_code"], r["check_mode"]) for r in runs] == [("drift", 3, True)]
+
+
+def test_runs_show_prints_a_drift_runs_findings(cli: Cli, fake_runner: InstallFake, inventory: Path) -> None:
+    fake_runner(drifted_run())
+    run_id = json.loads(cli("drift", "-i", str(inventory), "--json").out)["run_id"]
+    shown = cli("runs", "show", run_id)
+    assert shown.code == 0, shown.err
+    assert "db-1 | db | db : Install packages [postgresql-15]" in shown.out
+    assert "web-1 | base | base : Write the banner" in shown.out

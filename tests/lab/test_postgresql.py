@@ -195,6 +195,13 @@ def test_the_firewall_admits_listed_clients_and_drops_the_rest(postgresql_lab: A
     firewall = toolkit("converge", "hardening", "--limit", "postgresql", "--tags", "hardening_firewall", "--json")
     assert firewall.returncode == 0, firewall.stderr
     assert on_host(PRIMARY, "systemctl is-active nftables").stdout.strip() == "active"
+    # The replica streams across the new ruleset before verify times replication: a fresh-clone run saw a row
+    # reach it 3.2 s after commit right after this converge (verify's bound is 1 s); whether loading the
+    # ruleset stalls the stream is an open question (issue 4's note), not what this test is about.
+    psql(PRIMARY, "CREATE TABLE IF NOT EXISTS toolkit_firewall (marker text)")
+    psql(PRIMARY, f"INSERT INTO toolkit_firewall VALUES ('{uuid.uuid4().hex}')")
+    written = psql(PRIMARY, "SELECT pg_current_wal_lsn()")
+    assert _eventually(lambda: psql(REPLICA, f"SELECT (pg_last_wal_replay_lsn() >= '{written}'::pg_lsn)::int"))
     # The lab's rules admit the lab network, where this controller is the gateway.
     verify = toolkit("verify", "postgresql", "--json")
     assert verify.returncode == 0, verify.stdout + verify.stderr

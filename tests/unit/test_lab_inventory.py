@@ -163,3 +163,21 @@ def test_every_host_has_a_stable_unique_locally_administered_mac() -> None:
         first = int(octets[0], 16)
         assert first & 0b10 and not first & 0b1
     assert profiles.hosts_of("full")[0].mac_address == "02:00:0a:f2:0a:0b"  # cassandra-1, 10.242.10.11
+
+
+def test_a_bare_host_takes_a_free_lab_address_and_a_name_no_lab_host_has() -> None:
+    from toolkit.errors import LabError
+
+    host = profiles.bare_host("new-1", "10.242.10.41")
+    assert host.container == "toolkit-lab-new-1" and host.groups == ()
+    for name, address in (
+        ("postgresql-1", "10.242.10.41"),  # a lab host's name
+        ("new-1", "10.242.10.21"),  # a lab host's address
+        ("new-1", profiles.GATEWAY),
+        ("new-1", "10.242.11.5"),  # outside the lab network
+        ("new-1", "10.242.10.255"),
+        ("New_1", "10.242.10.41"),
+        ("new-1", "not-an-ip"),
+    ):
+        with pytest.raises(LabError):
+            profiles.bare_host(name, address)

@@ -3,6 +3,7 @@
 import os
 import time
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,6 +48,23 @@ def down(
     """Remove exactly what `lab up` created (the package cache's content is kept unless --purge-cache)."""
     removed = _lab().down(purge_cache=purge_cache)
     console.info("removed: " + ", ".join(removed) if removed else "the lab was not up: nothing to remove")
+
+
+@app.command()
+def bare(
+    name: Annotated[str, typer.Argument(help="The container's host name, e.g. new-1.")],
+    address: Annotated[str, typer.Option("--address", help="A free address of the lab network, e.g. 10.242.10.41.")],
+    authorized_key: Annotated[
+        Path, typer.Option("--authorized-key", help="Public key file the login accepts.", exists=True, dir_okay=False)
+    ],
+    login: Annotated[str, typer.Option("--login", help="The host's only login (passwordless sudo).")] = "admin",
+    json_output: JsonOption = False,
+) -> None:
+    """Start a bare host: sshd and one login, no Python, in no inventory (what `toolkit bootstrap` starts from)."""
+    host = _lab().add_bare(name, address, login, authorized_key.read_text())
+    console.info(f"bare host {host.name} at {host.address}: ssh {login}@{host.address}; then toolkit bootstrap")
+    if json_output:
+        console.emit_json({"name": host.name, "address": host.address, "login": login, "container": host.container})
 
 
 @app.command()

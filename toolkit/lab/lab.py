@@ -6,6 +6,7 @@ exactly what `up` created (found by label and by the state file), except the pac
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -54,6 +55,28 @@ NETWORK_SYSCTLS = (
     "net.ipv6.conf.all.accept_ra=0",
     "net.ipv6.conf.default.accept_ra=0",
 )
+
+
+LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Turns a lab container into a bare host: Python purged (apt removes what depends on it), the lab's own
+# `toolkit` login removed, and one login with the key from stdin and passwordless sudo.
+BARE_SCRIPT = """
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get purge -y -qq --allow-remove-essential python3 python3-minimal python3.11 python3.11-minimal \\
+    libpython3.11-minimal libpython3.11-stdlib >/dev/null
+apt-get autoremove -y -qq --purge >/dev/null
+if command -v python3 >/dev/null 2>&1; then echo "python3 is still installed" >&2; exit 1; fi
+userdel --remove toolkit 2>/dev/null || true
+rm -f /etc/sudoers.d/toolkit
+id @LOGIN@ >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --password '*' @LOGIN@
+install -d -m 0700 -o @LOGIN@ -g @LOGIN@ /home/@LOGIN@/.ssh
+cat > /home/@LOGIN@/.ssh/authorized_keys
+chown @LOGIN@:@LOGIN@ /home/@LOGIN@/.ssh/authorized_keys
+chmod 0600 /home/@LOGIN@/.ssh/authorized_keys
+echo '@LOGIN@ ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-bootstrap-login
+chmod 0440 /etc/sudoers.d/90-bootstrap-login
+"""
 
 
 @dataclass(frozen=True)
@@ -239,7 +262,7 @@ class Lab:
         found = self.podman.run("container", "inspect", "--format", "{{.State.Status}}", host.container, check=False)
         return found.stdout.strip() if found.returncode == 0 else "missing"
 
-    def _ensure_container(self, host: LabHost) -> None:
+    def _ensure_container(self, host: LabHost, *, bare: bool = False) -> None:
         state = self._container_state(host)
         if state == "running":
             return
@@ -266,7 +289,7 @@ class Lab:
             "--label",
             f"{profiles.LABEL}=1",
             "--label",
-            f"{profiles.LABEL}.host={host.name}",
+            f"{profiles.LABEL}.{'bare' if bare else 'host'}={host.name}",
             profiles.IMAGE,
             "/sbin/init",
         )
@@ -306,6 +329,32 @@ class Lab:
         if len(key) < 2:
             raise LabError(f"{host.name} has no SSH host key")
         return f"{host.address},{host.name} {key[0]} {key[1]}\n"
+
+    # -- bare hosts ----------------------------------------------------------------------------
+    def add_bare(self, name: str, address: str, login: str, public_key: str) -> LabHost:
+        """A host as a new machine arrives: sshd and one login with sudo, no Python, not in any inventory.
+
+        What `toolkit bootstrap` starts from. The login has the given key and passwordless sudo, as the
+        default user of Debian's cloud images has. Idempotent: a running bare host is left as it is.
+
+        Raises:
+            LabError: the lab is not up, or the name or address is taken or outside the lab network.
+        """
+        if self.state() is None or not self.podman.exists("network", profiles.NETWORK):
+            raise LabError("the lab is not up", hint="toolkit lab up")
+        host = profiles.bare_host(name, address)
+        if not LOGIN_NAME.match(login):
+            raise LabError(f"{login!r} is not a login name")
+        if not public_key.strip().startswith(("ssh-", "ecdsa-")):
+            raise LabError("the authorized key is not an OpenSSH public key line")
+        if self._container_state(host) == "running":
+            return host
+        self._ensure_container(host, bare=True)
+        self._wait_for_boot(host)
+        done = self.podman.exec(host.container, "sh", "-c", BARE_SCRIPT.replace("@LOGIN@", login), stdin=public_key)
+        if done.returncode != 0:
+            raise LabError(f"could not make {name} bare: {(done.stderr or done.stdout).strip()[-300:]}")
+        return host
 
     # -- status --------------------------------------------------------------------------------
     def _reachable(self, host: LabHost) -> bool:
@@ -365,6 +414,7 @@ class Lab:
             removed.append("package cache")
         for path in (
             self.paths.inventory_file,
+            self.paths.inventory_file.with_name("bootstrap.yml"),  # hosts `toolkit bootstrap` added
             self.paths.known_hosts,
             self.paths.key,
             self.paths.key.with_suffix(".pub"),

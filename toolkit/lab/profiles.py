@@ -64,3 +64,27 @@ def hosts_of(profile: str) -> list[LabHost]:
 
 def all_hosts() -> list[LabHost]:
     return list(_HOSTS.values())
+
+
+def bare_host(name: str, address: str) -> LabHost:
+    """A bare host for `toolkit lab bare`: on the lab network, clear of the profiles' names and addresses.
+
+    Raises:
+        LabError: the name or address is taken, or the address is not a free one of the lab network.
+    """
+    import ipaddress
+    import re
+
+    from toolkit.errors import LabError
+
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,40}$", name) or name in _HOSTS:
+        raise LabError(f"{name!r} cannot be a bare host's name (lower case, digits, '-'; not a lab host's)")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise LabError(f"{address!r} is not an IP address") from None
+    network = ipaddress.ip_network(SUBNET)
+    taken = {host.address for host in _HOSTS.values()} | {GATEWAY}
+    if ip not in network or str(ip) in taken or ip in (network.network_address, network.broadcast_address):
+        raise LabError(f"{address} is not a free address of the lab network {SUBNET} (lab hosts use .11-.31)")
+    return LabHost(name, str(ip), ())

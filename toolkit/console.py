@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.theme import Theme
 
+from toolkit.bootstrap.flow import BootstrapResult, StepRecord
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
@@ -489,3 +490,49 @@ def print_schedules(schedules: list[ScheduleStatus]) -> None:
             out.print(f"  {s.service} log: {s.log}", markup=False)
         for note in s.notes:
             err.print(f"[note]note[/note] {s.service}: {escape(note)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap: one line per step as it starts and ends, then the steps with their timings.
+# ---------------------------------------------------------------------------------------------
+
+_STEP_STYLE = {"ok": "ok", "changed": "changed", "failed": "failed", "skipped": "skipped"}
+
+
+def print_step_started(name: str, description: str) -> None:
+    err.print(f"[info]→ {escape(name)}[/info] [hint]{escape(description)}[/hint]")
+
+
+def print_step_finished(record: StepRecord) -> None:
+    style = _STEP_STYLE.get(record.status, "info")
+    changed = f", {record.changed} changed" if record.changed else ""
+    detail = f" — {escape(record.detail)}" if record.detail else ""
+    took = _fmt_duration(record.seconds)
+    err.print(f"  [{style}]{record.status}[/{style}] {escape(record.name)} in {took}{changed}{detail}")
+
+
+def print_bootstrap_summary(result: BootstrapResult) -> None:
+    placement = result.placement
+    who = f"{placement.name} ({placement.address})" if placement else result.target
+    table = Table(title=f"bootstrap {who} for {result.service}", title_justify="left")
+    for column, justify in (("step", "left"), ("status", "left"), ("changed", "right"), ("time", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("detail", overflow="fold")
+    for step in result.steps:
+        style = _STEP_STYLE.get(step.status, "info")
+        table.add_row(
+            step.name,
+            f"[{style}]{step.status}[/{style}]",
+            str(step.changed),
+            _fmt_duration(step.seconds),
+            escape(step.detail),
+        )
+    err.print(table)
+    took = _fmt_duration(result.seconds)
+    if result.error:
+        error(f"bootstrap of {who} stopped: {result.error}", "fix the cause and run the same command again: it resumes")
+    elif result.changed == 0:
+        err.print(f"[ok]{who} is bootstrapped already: nothing changed[/ok] ({took})")
+    else:
+        group = placement.group if placement and placement.group else "the baseline"
+        err.print(f"[ok]{who} bootstrapped into {group}[/ok]: {result.changed} changes in {took}")

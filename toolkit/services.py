@@ -10,13 +10,16 @@ from toolkit.errors import UsageError
 from toolkit.paths import playbooks_dir, project_root
 from toolkit.runner.events import RunEvent, TaskResult
 
+# Playbooks that are not services: `toolkit bootstrap` drives bootstrap.yml one play at a time.
+NOT_SERVICES = frozenset({"bootstrap"})
+
 
 def available_services() -> list[str]:
     """Every playbook that can be named on the command line (``site`` runs them all)."""
     directory = playbooks_dir()
     if not directory.is_dir():
         return []
-    return sorted(p.stem for p in directory.glob("*.yml") if not p.name.startswith("_"))
+    return sorted(p.stem for p in directory.glob("*.yml") if not p.name.startswith("_") and p.stem not in NOT_SERVICES)
 
 
 def playbook_for(service: str) -> Path:

@@ -30,3 +30,8 @@ def lab() -> Iterator[Lab]:
     yield Lab(profile=profile, hosts=hosts)
     if not was_up and os.environ.get("TOOLKIT_LAB_KEEP") != "1":
         toolkit("lab", "down", timeout=300)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_bootstrap.py runs last: it joins a host to the fleet the other modules converged (and counted)."""
+    items.sort(key=lambda item: item.path.name == "test_bootstrap.py")

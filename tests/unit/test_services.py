@@ -11,6 +11,11 @@ def test_services_are_the_playbooks_without_a_leading_underscore(project: Projec
     assert available_services() == ["base", "site"]
 
 
+def test_the_bootstrap_playbook_is_not_a_service(project: Project) -> None:
+    (project.playbooks / "bootstrap.yml").write_text("- hosts: all\n  tasks: []\n")
+    assert "bootstrap" not in available_services()
+
+
 def test_a_services_hosts_are_the_union_of_its_plays(project: Project) -> None:
     (project.playbooks / "db.yml").write_text(
         "- hosts: db\n  tasks: []\n- hosts: db_primary\n  tasks: []\n- hosts: db_replica, db\n  tasks: []\n"

@@ -43,11 +43,12 @@ def node_target_health() -> str:
 
 @pytest.fixture(scope="module")
 def bare(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A bare host, and the fleet it joins: the primary and Prometheus converged (no-change runs by now)."""
+    """A bare host, and the fleet it joins: the primary and Prometheus converged (no-change runs after the other
+    modules; the whole work when this module runs alone)."""
     if not {PRIMARY, "prometheus-1"} <= set(lab.hosts):
         pytest.fail(f"the {lab.profile} profile has no PostgreSQL primary and Prometheus server")
-    for service in ("postgresql", "prometheus"):
-        converged = toolkit("converge", service)
+    for service, limit in (("base", "postgresql:prometheus"), ("postgresql", "all"), ("prometheus", "all")):
+        converged = toolkit("converge", service, "--limit", limit)
         assert converged.returncode == 0, f"converge {service}: {converged.stderr}"
     key = tmp_path_factory.mktemp("bootstrap") / "login_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)

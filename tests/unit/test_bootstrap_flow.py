@@ -320,3 +320,18 @@ def test_known_hosts_come_from_the_inventorys_ssh_arguments() -> None:
 def test_bad_input_is_one_line_and_exit_2(project: Project, args: list[str], error: str) -> None:
     completed = toolkit(project, "bootstrap", *args, "-i", str(project.root))
     assert_usage_error(completed, error)
+
+
+def test_a_re_run_keeps_the_group_and_entry_the_first_run_wrote(
+    project: Project, admin_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory = fleet_inventory(project, admin_key)
+    fake_host(monkeypatch)
+    first = flow.Bootstrap(request(inventory, service="postgresql"), RunSettings(state_paths()), Recorder()).run()
+    assert first.exit_code == ExitCode.OK, first.error
+    written = (inventory / "bootstrap.yml").read_text()
+    again = flow.Bootstrap(request(inventory, service="postgresql"), RunSettings(state_paths()), Recorder()).run()
+    assert again.exit_code == ExitCode.OK, again.error
+    assert again.placement is not None and again.placement.group == "postgresql_replica"
+    assert (inventory / "bootstrap.yml").read_text() == written
+    assert next(s for s in again.steps if s.name == "inventory").status == "ok"

@@ -194,6 +194,7 @@ class Bootstrap:
             inventory=str(request.inventory),
         )
         self._connection: Connection | None = None
+        self._first_contact = False
 
     # --- the sequence -------------------------------------------------------------------------------------
 
@@ -264,7 +265,10 @@ class Bootstrap:
         """Placement and connection from the inventory, before anything touches the host (bad input: no change)."""
         request = self.request
         loaded = inventory_layer.load(request.inventory)
-        groups = {group.name: [host.name for host in group.get_hosts()] for group in loaded.manager.groups.values()}
+        # str(): Ansible's names are tagged str subclasses, which yaml.safe_dump refuses to write.
+        groups = {
+            str(group.name): [str(host.name) for host in group.get_hosts()] for group in loaded.manager.groups.values()
+        }
         name = request.name or request.target.tags.get("Name") or request.target.address
         existing = loaded.manager.get_host(name)
         if existing is not None and str(existing.vars.get("ansible_host", name)) != request.target.address:
@@ -289,7 +293,7 @@ class Bootstrap:
                     address=request.target.address,
                     service=request.service,
                     existing_groups={k: [h for h in v if h != name] for k, v in groups.items()},
-                    group=current[0].name,
+                    group=str(current[0].name),
                     hostvars=placement.hostvars,
                 )
         self.result.placement = placement
@@ -312,6 +316,7 @@ class Bootstrap:
     def _trust_host_key(self) -> StepRecord:
         address, port = self.request.target.address, self.request.port
         trust = hostkeys.trust_on_first_use(self.connection.known_hosts, address, port, hostkeys.scan(address, port))
+        self._first_contact = trust.learned
         if trust.learned:
             keys = ", ".join(key.describe() for key in trust.keys)
             return StepRecord("host key", "changed", 0, changed=1, detail=f"learned {keys}")
@@ -340,8 +345,9 @@ class Bootstrap:
         for host in loaded.every:
             if str(loaded.host_vars(host).get("ansible_host")) == self.request.target.address:
                 if host.name != self.placement.name:
-                    self.result.placement = dataclasses.replace(self.placement, name=host.name)
-                    self._playbook_inventory = ResolvedInventory(loaded.source, (host.name,), host.name)
+                    name = str(host.name)
+                    self.result.placement = dataclasses.replace(self.placement, name=name)
+                    self._playbook_inventory = ResolvedInventory(loaded.source, (name,), name)
                 return
         raise UsageError(
             f"the inventory {self.request.inventory} does not list {self.request.target.instance_id} after tagging",
@@ -371,7 +377,8 @@ class Bootstrap:
             "bootstrap_lock_login_password": self.request.lock_login_password,
             "bootstrap_login_user": login.user,
         }
-        as_admin = self._admin_login_works()
+        # A host never seen before has no admin account yet: no probe, which sshd would log as a failed login.
+        as_admin = not self._first_contact and self._admin_login_works()
         if not as_admin:
             extra["ansible_user"] = login.user
             if login.key is not None:

@@ -335,3 +335,22 @@ def test_a_re_run_keeps_the_group_and_entry_the_first_run_wrote(
     assert again.placement is not None and again.placement.group == "postgresql_replica"
     assert (inventory / "bootstrap.yml").read_text() == written
     assert next(s for s in again.steps if s.name == "inventory").status == "ok"
+
+
+def test_an_unreachable_host_is_a_bounded_wait_then_one_clear_error(project: Project, admin_key: Path) -> None:
+    import socket
+
+    inventory = fleet_inventory(project, admin_key)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    completed = toolkit(
+        project, "bootstrap", "127.0.0.1", "--service", "base", "--port", str(port), "--ssh-timeout", "2",
+        "-i", str(inventory), "--json",
+    )  # fmt: skip
+    assert completed.returncode == int(ExitCode.UNREACHABLE), completed.stderr
+    document = json.loads(completed.stdout)
+    assert [step["name"] for step in document["steps"]] == ["ssh"]
+    assert f"127.0.0.1:{port} did not answer SSH within 2s (last attempt: connection refused)" in document["error"]
+    assert "Traceback" not in completed.stderr
+    assert not (inventory / "bootstrap.yml").exists(), "nothing is registered for a host never reached"

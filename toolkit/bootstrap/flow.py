@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from toolkit.bootstrap import hostkeys, reachability, register
-from toolkit.bootstrap.placement import Placement, place
+from toolkit.bootstrap.placement import SERVICE_GROUPS, Placement, place
 from toolkit.bootstrap.target import Target
 from toolkit.errors import ToolkitError, UsageError
 from toolkit.exit_codes import ExitCode
@@ -286,7 +286,7 @@ class Bootstrap:
         )
         if existing is not None and request.group is None and placement.group is not None:
             # A re-run keeps the group the host already has (a former primary stays one).
-            current = [g for g in existing.get_groups() if g.name in _service_groups(request.service)]
+            current = [g for g in existing.get_groups() if g.name in SERVICE_GROUPS[request.service]]
             if current:
                 placement = place(
                     name=name,
@@ -448,12 +448,6 @@ class Bootstrap:
             )
             return
         self._playbook_step("prometheus", "regenerate scrape targets", "prometheus", "prometheus")
-
-
-def _service_groups(service: str) -> tuple[str, ...]:
-    from toolkit.bootstrap.placement import SERVICE_GROUPS
-
-    return SERVICE_GROUPS.get(service, ())
 
 
 def _record_of(step: str, result: RunResult) -> StepRecord:

@@ -195,6 +195,7 @@ class Bootstrap:
         )
         self._connection: Connection | None = None
         self._first_contact = False
+        self._admin_public_key = ""
 
     # --- the sequence -------------------------------------------------------------------------------------
 
@@ -276,31 +277,24 @@ class Bootstrap:
                 f"the inventory has a host {name} at {existing.vars.get('ansible_host')}, not {request.target.address}",
                 hint="pick another name with --name",
             )
+        # A re-run keeps the group the host already has (a former primary stays one).
+        kept = None
+        if existing is not None and request.group is None:
+            service_groups = SERVICE_GROUPS.get(request.service, ())
+            kept = next((str(g.name) for g in existing.get_groups() if g.name in service_groups), None)
         placement = place(
             name=name,
             address=request.target.address,
             service=request.service,
-            existing_groups=groups,
-            group=request.group,
+            existing_groups={group: [h for h in hosts if h != name] for group, hosts in groups.items()},
+            group=request.group or kept,
             hostvars={**({"ansible_port": request.port} if request.port != 22 else {}), **request.host_vars},
         )
-        if existing is not None and request.group is None and placement.group is not None:
-            # A re-run keeps the group the host already has (a former primary stays one).
-            current = [g for g in existing.get_groups() if g.name in SERVICE_GROUPS[request.service]]
-            if current:
-                placement = place(
-                    name=name,
-                    address=request.target.address,
-                    service=request.service,
-                    existing_groups={k: [h for h in v if h != name] for k, v in groups.items()},
-                    group=str(current[0].name),
-                    hostvars=placement.hostvars,
-                )
         self.result.placement = placement
         probe = loaded.manager.add_host(f"{name}.toolkit-bootstrap-probe", group=placement.group or "all")
         variables = loaded.host_vars(loaded.manager.get_host(probe))
         self._connection = connection_of(variables, self.settings.state.home / "known_hosts")
-        self.connection.public_key()  # fails now, not after the host was touched
+        self._admin_public_key = self.connection.public_key()  # fails now, not after the host was touched
         if request.login.password is not None and shutil.which("sshpass") is None:
             raise UsageError("a password login needs sshpass on this controller", hint="apt-get install sshpass")
         self._playbook_inventory = ResolvedInventory(
@@ -373,7 +367,7 @@ class Bootstrap:
         login = self.request.login
         extra: dict[str, Any] = {
             "bootstrap_admin_user": self.connection.admin_user,
-            "bootstrap_admin_public_key": self.connection.public_key(),
+            "bootstrap_admin_public_key": self._admin_public_key,
             "bootstrap_lock_login_password": self.request.lock_login_password,
             "bootstrap_login_user": login.user,
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testinfra.utils.ansible_runner
 
 # testinfra's ansible backend runs `ansible-inventory` and `ansible` by name. When pytest runs from a
 # virtualenv that is not activated (`.venv/bin/pytest`, `.venv/bin/toolkit verify`), they are next to the
@@ -19,7 +20,11 @@ if shutil.which("ansible-inventory") is None:
 # The helper module sits next to the suites; make it importable whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from toolkit_infra import direct  # importable only once the path above is set
+from toolkit_infra import direct, read_inventory_plainly  # importable only once the path above is set
+
+testinfra.utils.ansible_runner.get_ansible_inventory = read_inventory_plainly(
+    testinfra.utils.ansible_runner.get_ansible_inventory
+)
 
 
 @pytest.fixture(scope="module")

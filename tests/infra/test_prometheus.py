@@ -21,7 +21,15 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from toolkit_infra import PROJECT, SANDBOXED, expected_vars, inventory_variables, nft_sources, unit_settings
+from toolkit_infra import (
+    PROJECT,
+    SANDBOXED,
+    UntrustedText,
+    expected_vars,
+    inventory_variables,
+    nft_sources,
+    unit_settings,
+)
 
 ROLE = "prometheus"
 RULES_DIR = "/etc/prometheus/rules"
@@ -123,7 +131,9 @@ class _TemplatedVars(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         value = self._raw[name]
-        return self._templar.template(trust_as_template(value)) if isinstance(value, str) else value
+        if isinstance(value, UntrustedText) or not isinstance(value, str):
+            return value
+        return self._templar.template(trust_as_template(value))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)

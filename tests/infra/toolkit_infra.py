@@ -13,7 +13,7 @@ import ipaddress
 import re
 import shlex
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,43 @@ def role_defaults(role: str) -> dict[str, Any]:
     return data
 
 
+class UntrustedText(str):
+    """An inventory value Ansible does not trust as a template (from a dynamic inventory source)."""
+
+
+def _decoded(value: Any) -> Any:
+    """ansible-inventory's JSON with its `{"__ansible_unsafe": text}` wrappers turned back into text."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"} and isinstance(value["__ansible_unsafe"], str):
+            return UntrustedText(value["__ansible_unsafe"])
+        return {key: _decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decoded(item) for item in value]
+    return value
+
+
+def read_inventory_plainly(read: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap testinfra's inventory reader so untrusted values arrive as text.
+
+    Since ansible-core 2.19, `ansible-inventory --list` wraps every value an inventory plugin did not mark
+    as trusted (all of the AWS plugin's: they come from EC2 tags) as `{"__ansible_unsafe": ...}`; testinfra
+    expects `ansible_host` to be a string and stops on anything else.
+    """
+
+    @functools.wraps(read)
+    def reader(*args: Any, **kwargs: Any) -> Any:
+        return _decoded(read(*args, **kwargs))
+
+    return reader
+
+
 def _as_template(value: Any) -> Any:
-    """Mark every string as a template, as Ansible does with variables from inventories and roles."""
+    """Mark every string as a template, as Ansible does with variables from inventories and roles.
+
+    Untrusted values stay plain text, as Ansible keeps them: never templated.
+    """
+    if isinstance(value, UntrustedText):
+        return str(value)
     if isinstance(value, str):
         return trust_as_template(value)
     if isinstance(value, dict):

@@ -196,6 +196,7 @@ def fake_host(monkeypatch: pytest.MonkeyPatch, *, fail_at: str | None = None, ch
     monkeypatch.setattr(flow.reachability, "wait_for_ssh", lambda *a, **k: SshReady("SSH-2.0-OpenSSH_9.2p1", 0.1))
     monkeypatch.setattr(flow.hostkeys, "scan", lambda *a, **k: [HostKey("ssh-ed25519", "QUFBQQ==")])
     monkeypatch.setattr(flow.Bootstrap, "_admin_login_works", lambda self: False)
+    monkeypatch.setattr(flow.Bootstrap, "_prove_bootstrap_login", lambda self: None)
     monkeypatch.setattr(flow.shutil, "which", lambda name: f"/usr/bin/{name}")
 
     def run_playbook(run: Any, settings: Any, **_: Any) -> Any:
@@ -253,7 +254,7 @@ def test_the_steps_run_in_order_and_the_admin_account_comes_from_the_inventory(
     ).run()
     assert result.exit_code == ExitCode.OK, result.error
     assert recorder.started == [
-        "ssh", "host key", "inventory", "access", "base", "hardening", "node_exporter", "service", "verify",
+        "ssh", "host key", "login", "inventory", "access", "base", "hardening", "node_exporter", "service", "verify",
         "prometheus",
     ]  # fmt: skip
     access = runs[0]

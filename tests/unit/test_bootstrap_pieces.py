@@ -1,5 +1,6 @@
 """The bootstrap's building blocks: host-key trust on first use, the bounded wait for SSH, target lookup."""
 
+import os
 import socket
 import subprocess
 import threading
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.bootstrap.hostkeys import HostKey, HostKeyError, known_keys, parse_scan, trust_on_first_use
+from toolkit.bootstrap.login import LoginRefused, SshLogin, prove, works
 from toolkit.bootstrap.reachability import UnreachableError, wait_for_ssh
 from toolkit.bootstrap.target import address_target, ec2_target, is_instance_id
 from toolkit.errors import UsageError
@@ -206,3 +208,60 @@ def test_an_unknown_or_stopped_instance_is_a_one_line_error(aws: None) -> None:
     with pytest.raises(UsageError) as stopped:
         ec2_target(instance, ["us-east-1"])
     assert "is stopped, not running" in stopped.value.message
+
+
+# --- proving the login ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`ssh` and `sshpass` on PATH that record their argv and environment, and refuse unless told otherwise."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "calls"
+    script = (
+        "#!/bin/sh\n"
+        f'echo "$(basename "$0") $* SSHPASS=${{SSHPASS:-}}" >> {record}\n'
+        'if [ "$(basename "$0")" = sshpass ]; then shift; exec "$@"; fi\n'
+        'if [ -n "${FAKE_SSH_OK:-}" ]; then exit 0; fi\n'
+        "echo 'Warning: Permanently added the host key' >&2\n"
+        "echo 'admin@10.0.0.5: Permission denied (publickey).' >&2\n"
+        "exit 255\n"
+    )
+    for name in ("ssh", "sshpass"):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return record
+
+
+def test_a_refused_key_is_one_line_with_the_servers_answer_and_exit_4(fake_ssh: Path, tmp_path: Path) -> None:
+    attempt = SshLogin("10.0.0.5", 22, "admin", tmp_path / "known_hosts", key=tmp_path / "wrong_key")
+    with pytest.raises(LoginRefused) as refused:
+        prove(attempt)
+    assert refused.value.exit_code == ExitCode.UNREACHABLE
+    message = refused.value.message
+    assert message == (
+        f"cannot log in to 10.0.0.5 as admin with key {tmp_path / 'wrong_key'}: "
+        "admin@10.0.0.5: Permission denied (publickey)."
+    )
+    call = fake_ssh.read_text()
+    assert "StrictHostKeyChecking=yes" in call and "BatchMode=yes" in call and "IdentitiesOnly=yes" in call
+
+
+def test_a_password_goes_through_the_environment_never_the_command_line(
+    fake_ssh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SSH_OK", "1")
+    attempt = SshLogin("10.0.0.5", 2222, "debian", tmp_path / "known_hosts", password="hunter2-login")
+    assert attempt.command("true")[:2] == ["sshpass", "-e"]
+    assert "hunter2-login" not in " ".join(attempt.command("true"))
+    prove(attempt)
+    sshpass_call, ssh_call = fake_ssh.read_text().splitlines()
+    assert sshpass_call.endswith("SSHPASS=hunter2-login"), "sshpass reads it from its environment"
+    assert "hunter2-login" not in sshpass_call.removesuffix("SSHPASS=hunter2-login")
+    assert "PubkeyAuthentication=no" in ssh_call and "-p 2222" in ssh_call
+
+
+def test_works_is_false_rather_than_an_error(fake_ssh: Path, tmp_path: Path) -> None:
+    assert not works(SshLogin("10.0.0.5", 22, "toolkit", tmp_path / "known_hosts"), "sudo", "-n", "true")

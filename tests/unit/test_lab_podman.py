@@ -3,6 +3,7 @@
 podman itself is never run: shutil.which and subprocess.run are replaced.
 """
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -122,3 +123,95 @@ def test_lab_hosts_get_the_hardening_roles_network_sysctls_from_the_runtime(tmp_
     lab._ensure_container(profiles.hosts_of("full")[0])
     [run] = [call for call in calls if call[0] == "run"]
     assert [run[i + 1] for i, argument in enumerate(run) if argument == "--sysctl"] == list(NETWORK_SYSCTLS)
+
+
+class _LabelledContainers:
+    """podman with some lab containers already there, each with its labels; records every other call."""
+
+    def __init__(self, containers: list[dict[str, Any]]) -> None:
+        self.containers = containers
+        self.calls: list[tuple[str, ...]] = []
+
+    def json(self, *args: str) -> Any:
+        return self.containers if args[0] == "ps" else None
+
+    def run(self, *args: str, **_: Any) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        return subprocess.CompletedProcess(list(args), 1, stdout="", stderr="")
+
+    def exists(self, kind: str, name: str) -> bool:
+        self.calls.append(("exists", kind, name))
+        return False
+
+
+def _checkout(root: Path, *, live: bool) -> Path:
+    state = root / ".toolkit" / "lab"
+    state.mkdir(parents=True)
+    if live:
+        (state / "state.json").write_text('{"profile": "minimal"}\n')
+    return state
+
+
+def _owned_by(state: Path) -> dict[str, Any]:
+    from toolkit.lab import profiles
+
+    return {
+        "Names": ["toolkit-lab-cassandra-1"],
+        "Labels": {profiles.LABEL: "1", profiles.OWNER_LABEL: str(state)},
+        "Pid": os.getpid(),  # a live process
+    }
+
+
+def test_a_lab_of_another_checkout_is_neither_brought_up_over_nor_taken_down(tmp_path: Path) -> None:
+    """Names, addresses and the package cache are machine-wide: a second checkout must not reuse or remove them."""
+    from toolkit.lab.lab import Lab, LabPaths
+
+    theirs = _checkout(tmp_path / "main", live=True)
+    ours = tmp_path / "clone" / ".toolkit" / "lab"
+    podman = _LabelledContainers([_owned_by(theirs)])
+    lab = Lab(LabPaths(ours, tmp_path / "clone" / "hosts.yml"))
+    lab._podman = podman  # type: ignore[assignment]
+    for action in (lambda: lab.up("minimal"), lab.down):
+        with pytest.raises(LabError) as raised:
+            action()
+        assert str(theirs) in raised.value.message
+        assert "toolkit-lab-cassandra-1" in raised.value.message
+        assert raised.value.hint == f"run `toolkit lab down` in {tmp_path / 'main'} first"
+    assert podman.calls == []  # refused before any container, network or file was touched
+    assert not ours.exists()
+
+
+def test_an_orphaned_or_own_lab_is_not_refused(tmp_path: Path) -> None:
+    """A deleted clone's containers, or ones whose processes were killed, are orphans; our own are ours."""
+    from toolkit.lab.lab import Lab, LabPaths
+
+    orphan = _checkout(tmp_path / "deleted", live=False)
+    ours = _checkout(tmp_path / "main", live=True)
+    lab = Lab(LabPaths(ours, tmp_path / "main" / "hosts.yml"))
+    killed = {**_owned_by(_checkout(tmp_path / "killed", live=True)), "Pid": 999999999}
+    lab._podman = _LabelledContainers([_owned_by(orphan), _owned_by(ours), killed])  # type: ignore[assignment]
+    assert lab._foreign_owner() is None
+
+
+def test_a_container_whose_processes_were_killed_is_replaced_not_waited_for(tmp_path: Path) -> None:
+    """podman keeps calling such a container running; exec and start both fail on it, so boot never comes."""
+    from toolkit.lab import profiles
+    from toolkit.lab.lab import Lab, LabPaths
+
+    calls: list[tuple[str, ...]] = []
+
+    class StalePodman:
+        def run(self, *args: str, check: bool = True, **_: Any) -> subprocess.CompletedProcess[str]:
+            calls.append(args)
+            inspected = args[:2] == ("container", "inspect")
+            answer = "running 999999999" if inspected and len(calls) == 1 else ""
+            return subprocess.CompletedProcess(list(args), 0, stdout=answer, stderr="")
+
+    lab = Lab(LabPaths(tmp_path, tmp_path / "hosts.yml"))
+    lab._podman = StalePodman()  # type: ignore[assignment]
+    host = profiles.hosts_of("minimal")[0]
+    assert lab._container_state(host) == "dead"
+    calls.clear()
+    lab._ensure_container(host)
+    assert [call[0] for call in calls[1:]] == ["rm", "run"]
+    assert calls[1][-1] == host.container

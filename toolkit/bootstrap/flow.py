@@ -1,6 +1,6 @@
 """The bootstrap, step by step: each step timed, reported as it starts and ends, the first failure ends it.
 
-Steps (docs/bootstrap.md): target, ssh, host key, inventory, access, base, hardening, node_exporter,
+Steps (docs/bootstrap.md): target, ssh, host key, login, inventory, access, base, hardening, node_exporter,
 service, verify, prometheus. Playbook steps go through the runner core (a history row each, kind
 ``bootstrap``); verify is the service's testinfra suite, as ``toolkit verify`` runs it.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from toolkit.bootstrap import hostkeys, reachability, register
+from toolkit.bootstrap import hostkeys, login, reachability, register
 from toolkit.bootstrap.placement import SERVICE_GROUPS, Placement, place
 from toolkit.bootstrap.target import Target
 from toolkit.errors import ToolkitError, UsageError
@@ -195,6 +195,7 @@ class Bootstrap:
         )
         self._connection: Connection | None = None
         self._first_contact = False
+        self._as_admin = False
         self._admin_public_key = ""
 
     # --- the sequence -------------------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Bootstrap:
             self._prepare()
             self._step("ssh", "wait for sshd to answer", self._wait_for_ssh)
             self._step("host key", "trust on first use; refuse a changed key", self._trust_host_key)
+            self._step("login", "prove the credentials before anything changes", self._login)
             self._step("inventory", "add the host to its inventory", self._register)
             self._step("access", "Python, the admin account, sudo", self._access)
             for service in ("base", "hardening", "node_exporter"):
@@ -348,20 +350,29 @@ class Bootstrap:
             hint="do its filters (env tag, states) select the instance?",
         )
 
+    def _ssh_login(self, user: str, key: Path | None, password: str | None = None) -> login.SshLogin:
+        return login.SshLogin(
+            self.request.target.address, self.request.port, user, self.connection.known_hosts, key, password
+        )
+
     def _admin_login_works(self) -> bool:
-        """Whether the admin account already logs in with its key (a re-run, or a host built with it)."""
-        key = self.connection.admin_key
-        if key is None:
+        """Whether the admin account already logs in with its key and sudo (a re-run, or a host built with it)."""
+        if self.connection.admin_key is None:
             return False
-        command = [
-            "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self.connection.known_hosts}", "-i", str(key), "-p", str(self.request.port),
-            f"{self.connection.admin_user}@{self.request.target.address}", "sudo", "-n", "true",
-        ]  # fmt: skip
-        try:
-            return subprocess.run(command, capture_output=True, check=False, timeout=30).returncode == 0
-        except subprocess.TimeoutExpired:
-            return False
+        admin = self._ssh_login(self.connection.admin_user, self.connection.admin_key)
+        return login.works(admin, "sudo", "-n", "true")
+
+    def _prove_bootstrap_login(self) -> None:
+        credentials = self.request.login
+        login.prove(self._ssh_login(credentials.user, credentials.key, credentials.password))
+
+    def _login(self) -> StepRecord:
+        # A host never seen before has no admin account yet: no probe, which sshd would log as a failed login.
+        self._as_admin = not self._first_contact and self._admin_login_works()
+        if self._as_admin:
+            return StepRecord("login", "ok", 0, detail=f"as {self.connection.admin_user} (the admin account)")
+        self._prove_bootstrap_login()
+        return StepRecord("login", "ok", 0, detail=f"as {self.request.login.user} (bootstrap login)")
 
     def _access(self) -> StepRecord:
         login = self.request.login
@@ -371,8 +382,7 @@ class Bootstrap:
             "bootstrap_lock_login_password": self.request.lock_login_password,
             "bootstrap_login_user": login.user,
         }
-        # A host never seen before has no admin account yet: no probe, which sshd would log as a failed login.
-        as_admin = not self._first_contact and self._admin_login_works()
+        as_admin = self._as_admin
         if not as_admin:
             extra["ansible_user"] = login.user
             if login.key is not None:

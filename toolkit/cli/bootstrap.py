@@ -2,6 +2,7 @@
 
 import getpass
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -41,6 +42,15 @@ class ConsoleSteps:
             yield view.handle
 
 
+def _read_password(prompt: str) -> str:
+    """The password from the terminal (not echoed), or the first line of stdin when that is a pipe (scripts,
+    a secrets manager's CLI), as `docker login --password-stdin` reads it. Never from a command line."""
+    password = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise UsageError("no password given")
+    return password
+
+
 def _target(text: str, regions: list[str], endpoint_url: str | None) -> Target:
     if is_instance_id(text):
         regions = regions or [r for r in (os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")) if r]
@@ -58,7 +68,11 @@ def bootstrap(
         Path | None, typer.Option("--key", "-k", help="Private key for that login (default: ssh's own choice).")
     ] = None,
     password_prompt: Annotated[
-        bool, typer.Option("--password-prompt", help="Ask for the login's password (and sudo's), never echoed.")
+        bool,
+        typer.Option(
+            "--password-prompt",
+            help="Ask for the login's password (also sudo's), never echoed; from a pipe, read its first line.",
+        ),
     ] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="Inventory name (default: the Name tag, or the address).")
@@ -84,7 +98,7 @@ def bootstrap(
     json_output: JsonOption = False,
     verbose: VerboseOption = 0,
 ) -> None:
-    """Bootstrap a host: SSH, host key, inventory, access, base, hardening, the service, verify, Prometheus."""
+    """Bootstrap a host: SSH, host key, login, inventory, access, base, hardening, the service, verify, Prometheus."""
     check_service(service)
     host_vars = parse_host_vars(host_var or [])
     if key is not None and not key.is_file():
@@ -95,11 +109,7 @@ def bootstrap(
     # boto3 reads AWS_ENDPOINT_URL itself (moto in the tests, VPC endpoints in production).
     endpoint_url = None
     resolved_target = _target(target, region or [], endpoint_url)
-    password = None
-    if password_prompt:
-        password = getpass.getpass(f"password for {user}@{resolved_target.address}: ")
-        if not password:
-            raise UsageError("no password given")
+    password = _read_password(f"password for {user}@{resolved_target.address}: ") if password_prompt else None
     request = flow.BootstrapRequest(
         target=resolved_target,
         service=service,

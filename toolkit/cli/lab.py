@@ -1,6 +1,7 @@
 """``toolkit lab``: local hosts as podman containers booting systemd and sshd."""
 
 import os
+import sys
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -10,6 +11,7 @@ import typer
 
 from toolkit import console
 from toolkit.cli.options import JsonOption
+from toolkit.errors import UsageError
 from toolkit.lab.lab import Lab, LabPaths, ssh_base_command, status_as_dict
 from toolkit.paths import lab_inventory, state_paths
 
@@ -55,13 +57,26 @@ def bare(
     name: Annotated[str, typer.Argument(help="The container's host name, e.g. new-1.")],
     address: Annotated[str, typer.Option("--address", help="A free address of the lab network, e.g. 10.242.10.41.")],
     authorized_key: Annotated[
-        Path, typer.Option("--authorized-key", help="Public key file the login accepts.", exists=True, dir_okay=False)
-    ],
-    login: Annotated[str, typer.Option("--login", help="The host's only login (passwordless sudo).")] = "admin",
+        Path | None,
+        typer.Option(
+            "--authorized-key", help="Public key file the login accepts (sudo needs no password).", dir_okay=False
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the login's password (for SSH and sudo) from stdin instead."),
+    ] = False,
+    login: Annotated[str, typer.Option("--login", help="The host's only login.")] = "admin",
     json_output: JsonOption = False,
 ) -> None:
     """Start a bare host: sshd and one login, no Python, in no inventory (what `toolkit bootstrap` starts from)."""
-    host = _lab().add_bare(name, address, login, authorized_key.read_text())
+    if (authorized_key is None) == (not password_stdin):
+        raise UsageError("give exactly one of --authorized-key FILE and --password-stdin")
+    if authorized_key is not None and not authorized_key.is_file():
+        raise UsageError(f"--authorized-key {authorized_key}: no such file")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    public_key = authorized_key.read_text() if authorized_key is not None else None
+    host = _lab().add_bare(name, address, login, public_key=public_key, password=password)
     console.info(f"bare host {host.name} at {host.address}: ssh {login}@{host.address}; then toolkit bootstrap")
     if json_output:
         console.emit_json({"name": host.name, "address": host.address, "login": login, "container": host.container})

@@ -59,7 +59,8 @@ NETWORK_SYSCTLS = (
 
 LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # Turns a lab container into a bare host: Python purged (apt removes what depends on it), the lab's own
-# `toolkit` login removed, and one login with the key from stdin and passwordless sudo.
+# `toolkit` login removed, and one login, whose credential (a key or a password) the next script reads from
+# stdin: never from a command line, where `ps` would show it.
 BARE_SCRIPT = """
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -70,12 +71,25 @@ if command -v python3 >/dev/null 2>&1; then echo "python3 is still installed" >&
 userdel --remove toolkit 2>/dev/null || true
 rm -f /etc/sudoers.d/toolkit
 id @LOGIN@ >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --password '*' @LOGIN@
+"""
+
+# A cloud image's default user: a key, and sudo without a password.
+BARE_KEY_LOGIN = """
 install -d -m 0700 -o @LOGIN@ -g @LOGIN@ /home/@LOGIN@/.ssh
 cat > /home/@LOGIN@/.ssh/authorized_keys
 chown @LOGIN@:@LOGIN@ /home/@LOGIN@/.ssh/authorized_keys
 chmod 0600 /home/@LOGIN@/.ssh/authorized_keys
 echo '@LOGIN@ ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-bootstrap-login
 chmod 0440 /etc/sudoers.d/90-bootstrap-login
+"""
+
+# A hand-installed server's first user: a password, for SSH and for sudo alike.
+BARE_PASSWORD_LOGIN = """
+sed 's/^/@LOGIN@:/' | chpasswd
+echo '@LOGIN@ ALL=(ALL) ALL' > /etc/sudoers.d/90-bootstrap-login
+chmod 0440 /etc/sudoers.d/90-bootstrap-login
+printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/50-bootstrap-login.conf
+systemctl reload ssh
 """
 
 
@@ -140,6 +154,10 @@ def ssh_base_command(paths: LabPaths) -> list[str]:
     ]
 
 
+def _process_exists(pid: str) -> bool:
+    return pid.isdigit() and int(pid) > 0 and Path(f"/proc/{pid}").exists()
+
+
 class Lab:
     def __init__(self, paths: LabPaths) -> None:
         self.paths = paths
@@ -150,6 +168,41 @@ class Lab:
         if self._podman is None:
             self._podman = Podman(self.paths.containers_conf)
         return self._podman
+
+    @property
+    def owner(self) -> str:
+        """The checkout this lab belongs to (its state directory), written on every container it makes."""
+        return str(self.paths.state_dir.resolve())
+
+    def _foreign_owner(self) -> tuple[str, list[str]] | None:
+        """Another checkout's live lab on this machine: its state directory and its containers.
+
+        Lab addresses, container names and the package cache are machine-wide, so two checkouts cannot each
+        have a lab. A container whose owner's state is gone (a deleted clone) is an orphan, not foreign:
+        `down` here may remove it; so is one whose processes were killed (see _container_state).
+        """
+        labelled = self.podman.json("ps", "--all", "--filter", f"label={profiles.LABEL}=1", "--format", "json") or []
+        foreign: dict[str, list[str]] = {}
+        for entry in labelled:
+            owner = (entry.get("Labels") or {}).get(profiles.OWNER_LABEL)
+            alive = _process_exists(str(entry.get("Pid", "")))
+            if owner and owner != self.owner and alive and (Path(owner) / "state.json").exists():
+                foreign.setdefault(owner, []).extend(entry.get("Names") or [])
+        if not foreign:
+            return None
+        owner, names = sorted(foreign.items())[0]
+        return owner, sorted(names)
+
+    def _refuse_foreign_lab(self, action: str) -> None:
+        found = self._foreign_owner()
+        if found is None:
+            return
+        owner, names = found
+        checkout = Path(owner).parent.parent if Path(owner).name == "lab" else Path(owner)
+        raise LabError(
+            f"cannot {action}: the lab on this machine belongs to another checkout ({owner}: {', '.join(names)})",
+            hint=f"run `toolkit lab down` in {checkout} first",
+        )
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any] | None:
@@ -181,6 +234,7 @@ class Lab:
                 hint="toolkit lab down first, then toolkit lab up --profile " + profile,
             )
         podman = self.podman
+        self._refuse_foreign_lab("bring the lab up")
         if not podman.exists("image", profiles.IMAGE):
             raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
@@ -259,13 +313,29 @@ class Lab:
         self.paths.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def _container_state(self, host: LabHost) -> str:
-        found = self.podman.run("container", "inspect", "--format", "{{.State.Status}}", host.container, check=False)
-        return found.stdout.strip() if found.returncode == 0 else "missing"
+        """podman's state of the host's container, or "missing", or "dead".
+
+        "dead" is a container podman still calls running (or stopping) whose processes are gone: killed
+        outside podman, as when the machine's session ends. podman can neither exec in it nor start it.
+        """
+        found = self.podman.run(
+            "container", "inspect", "--format", "{{.State.Status}} {{.State.Pid}}", host.container, check=False
+        )
+        if found.returncode != 0:
+            return "missing"
+        status, _, pid = found.stdout.strip().partition(" ")
+        if status in ("running", "stopping") and not _process_exists(pid):
+            return "dead"
+        return status
 
     def _ensure_container(self, host: LabHost, *, bare: bool = False) -> None:
         state = self._container_state(host)
         if state == "running":
             return
+        if state == "dead":
+            # podman can neither exec in it nor restart it: a fresh one from the image replaces it (unconverged).
+            self.podman.run("rm", "--force", "--time", "1", host.container)
+            state = "missing"
         if state != "missing":
             self.podman.run("start", host.container)
             return
@@ -290,6 +360,8 @@ class Lab:
             f"{profiles.LABEL}=1",
             "--label",
             f"{profiles.LABEL}.{'bare' if bare else 'host'}={host.name}",
+            "--label",
+            f"{profiles.OWNER_LABEL}={self.owner}",
             profiles.IMAGE,
             "/sbin/init",
         )
@@ -331,11 +403,15 @@ class Lab:
         return f"{host.address},{host.name} {key[0]} {key[1]}\n"
 
     # -- bare hosts ----------------------------------------------------------------------------
-    def add_bare(self, name: str, address: str, login: str, public_key: str) -> LabHost:
+    def add_bare(
+        self, name: str, address: str, login: str, public_key: str | None = None, password: str | None = None
+    ) -> LabHost:
         """A host as a new machine arrives: sshd and one login with sudo, no Python, not in any inventory.
 
-        What `toolkit bootstrap` starts from. The login has the given key and passwordless sudo, as the
-        default user of Debian's cloud images has. Idempotent: a running bare host is left as it is.
+        What `toolkit bootstrap` starts from. With a public key, the login has that key and passwordless
+        sudo, as the default user of Debian's cloud images has; with a password, it logs in and uses sudo
+        with that password, as the first user of a hand-installed server does. Idempotent: a running bare
+        host is left as it is.
 
         Raises:
             LabError: the lab is not up, or the name or address is taken or outside the lab network.
@@ -345,13 +421,19 @@ class Lab:
         host = profiles.bare_host(name, address)
         if not LOGIN_NAME.match(login):
             raise LabError(f"{login!r} is not a login name")
-        if not public_key.strip().startswith(("ssh-", "ecdsa-")):
+        if (public_key is None) == (password is None):
+            raise LabError("a bare host needs exactly one of an authorized key and a password")
+        if public_key is not None and not public_key.strip().startswith(("ssh-", "ecdsa-")):
             raise LabError("the authorized key is not an OpenSSH public key line")
+        if password is not None and (not password or "\n" in password):
+            raise LabError("the password must be one non-empty line")
         if self._container_state(host) == "running":
             return host
         self._ensure_container(host, bare=True)
         self._wait_for_boot(host)
-        done = self.podman.exec(host.container, "sh", "-c", BARE_SCRIPT.replace("@LOGIN@", login), stdin=public_key)
+        script = BARE_SCRIPT + (BARE_KEY_LOGIN if public_key is not None else BARE_PASSWORD_LOGIN)
+        secret = public_key if public_key is not None else f"{password}\n"
+        done = self.podman.exec(host.container, "sh", "-c", script.replace("@LOGIN@", login), stdin=secret)
         if done.returncode != 0:
             raise LabError(f"could not make {name} bare: {(done.stderr or done.stdout).strip()[-300:]}")
         return host
@@ -398,6 +480,7 @@ class Lab:
         """Remove the lab. Returns what was removed (empty when nothing was up)."""
         removed: list[str] = []
         podman = self.podman
+        self._refuse_foreign_lab("take the lab down")
         labelled = podman.json("ps", "--all", "--filter", f"label={profiles.LABEL}=1", "--format", "json") or []
         names = [entry["Names"][0] for entry in labelled if entry.get("Names")]
         if names:

@@ -9,6 +9,7 @@ GATEWAY = "10.242.10.1"
 IMAGE = "localhost/toolkit-debian:bookworm"
 CONTAINER_PREFIX = "toolkit-lab-"
 LABEL = "io.toolkit.lab"
+OWNER_LABEL = f"{LABEL}.owner"  # the state directory of the checkout that made the container
 
 
 @dataclass(frozen=True)

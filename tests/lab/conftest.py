@@ -33,5 +33,6 @@ def lab() -> Iterator[Lab]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """test_bootstrap.py runs last: it joins a host to the fleet the other modules converged (and counted)."""
-    items.sort(key=lambda item: item.path.name == "test_bootstrap.py")
+    """The test_bootstrap*.py modules run last: they join hosts to the fleet the other modules converged (and
+    counted), and take them out again."""
+    items.sort(key=lambda item: item.path.name.startswith("test_bootstrap"))

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +14,48 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[2]
 TOOLKIT = Path(sys.executable).parent / "toolkit"
 FIXTURE_PLAYBOOKS = PROJECT / "tests" / "fixtures" / "playbooks"
+# Services that a plain `toolkit converge SERVICE` (every host, no --check, no extra vars, the lab inventory)
+# brought to their desired state earlier in this pytest session. A no-change converge costs a minute or more,
+# so module fixtures converge only what is not here (ensure_converged). A later converge of the service with
+# extra vars or another inventory takes it out again; a test that disturbs a host by hand repairs it itself.
+CONVERGED: set[str] = set()
+PLAIN_CONVERGE_FLAGS = {"--json", "--diff"}
 
 
-def toolkit(*args: str, env: dict[str, str] | None = None, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    """Run the installed toolkit command (non-TTY, as from cron or CI)."""
-    return subprocess.run(
+def toolkit(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 1200, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed toolkit command (non-TTY, as from cron or CI), with `stdin` as its input if given."""
+    result = subprocess.run(
         [str(TOOLKIT), *args],
         cwd=PROJECT,
         env={**os.environ, **(env or {})},
+        input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+    _track_converge(args, result.returncode, env)
+    return result
+
+
+def _track_converge(args: tuple[str, ...], returncode: int, env: dict[str, str] | None) -> None:
+    if len(args) < 2 or args[0] != "converge" or "--check" in args or "-C" in args:
+        return
+    service, words = args[1], set(args[2:])
+    if env or words & {"-e", "--extra-vars", "-i", "--inventory"} or returncode != 0:
+        CONVERGED.discard(service)
+    elif words <= PLAIN_CONVERGE_FLAGS:
+        CONVERGED.add(service)
+
+
+def ensure_converged(*services: str) -> None:
+    """Converge each service on the whole lab unless a plain converge of it already ran in this session."""
+    for service in services:
+        if service not in CONVERGED:
+            result = toolkit("converge", service)
+            assert result.returncode == 0, f"converge {service}: {result.stderr}"
 
 
 def toolkit_background(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -100,3 +130,41 @@ def converge_json(
 def changed_on(document: dict[str, Any], task: str) -> list[str]:
     """The hosts on which a task (by name) changed something, in the order the run changed them."""
     return [ref["host"] for ref in document["changed_tasks"] if ref["task"].endswith(task)]
+
+
+PROMETHEUS_ADDRESS = "10.242.10.31"  # prometheus-1, the lab's Prometheus server
+
+
+def prometheus_api(path: str) -> Any:
+    """Prometheus's HTTP API from this controller, through the lab network (as an operator reaches it)."""
+    with urllib.request.urlopen(f"http://{PROMETHEUS_ADDRESS}:9090{path}", timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+def node_target_health(instance: str) -> str:
+    """What the lab's Prometheus says of the host's node exporter: up, down, unknown, or absent."""
+    targets = prometheus_api("/api/v1/targets?state=active")["activeTargets"]
+    found = [t["health"] for t in targets if t["labels"]["job"] == "node" and t["labels"]["instance"] == instance]
+    return str(found[0]) if found else "absent"
+
+
+def assert_a_streaming_replica_that_prometheus_scrapes(name: str, address: str, primary: str) -> None:
+    """The primary streams WAL to the address, and Prometheus scrapes the host's node exporter (within 90 s)."""
+    query = f"SELECT state FROM pg_stat_replication WHERE client_addr = '{address}'"
+    streaming = on_host(primary, f'su postgres -c "psql -tAc \\"{query}\\""')
+    assert streaming.stdout.strip() == "streaming", streaming.stdout + streaming.stderr
+    deadline = time.monotonic() + 90
+    while (health := node_target_health(name)) != "up":
+        assert time.monotonic() < deadline, f"Prometheus reports {name}'s node exporter {health}"
+        time.sleep(3)
+
+
+def forget_bootstrapped_replica(name: str, address: str, primary: str) -> None:
+    """After a bootstrapped replica's container is gone: its known host key, its slot on the primary, the
+    primary's rules for it and Prometheus's targets, so the lab is the fleet it was before."""
+    known_hosts = PROJECT / ".toolkit" / "lab" / "known_hosts"
+    subprocess.run(["ssh-keygen", "-R", address, "-f", str(known_hosts)], capture_output=True, check=False)
+    slot = name.replace("-", "_")
+    on_host(primary, f'su postgres -c "psql -c \\"SELECT pg_drop_replication_slot(\'{slot}\')\\""')
+    toolkit("converge", "postgresql", "--limit", "postgresql_primary")
+    toolkit("converge", "prometheus")

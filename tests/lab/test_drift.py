@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import PROJECT, on_host, parse_json, podman, toolkit, toolkit_background
+from tests.lab.helpers import PROJECT, ensure_converged, on_host, parse_json, podman, toolkit, toolkit_background
 
 pytestmark = pytest.mark.lab
 
@@ -30,9 +30,7 @@ INSTALL = "node_exporter : Install node_exporter and what its collectors need."
 @pytest.fixture(scope="module")
 def fleet(lab):
     """The lab with base and node_exporter converged: nothing drifts."""
-    for service in ("base", "node_exporter"):
-        result = toolkit("converge", service)
-        assert result.returncode == 0, result.stderr
+    ensure_converged("base", "node_exporter")
     return lab
 
 

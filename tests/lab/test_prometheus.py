@@ -19,24 +19,27 @@ from typing import Any
 
 import pytest
 
-from tests.lab.helpers import changed_on, converge_json, on_host, parse_json, toolkit
+from tests.lab.helpers import (
+    PROMETHEUS_ADDRESS,
+    changed_on,
+    converge_json,
+    ensure_converged,
+    on_host,
+    parse_json,
+    prometheus_api,
+    toolkit,
+)
 from toolkit.lab.profiles import GATEWAY
 
 pytestmark = pytest.mark.lab
 SERVER = "prometheus-1"
-SERVER_ADDRESS = "10.242.10.31"
+SERVER_ADDRESS = PROMETHEUS_ADDRESS
 REPLICA = "postgresql-2"
 # inventories/lab/group_vars/prometheus.yml points Alertmanager's webhook here.
 WEBHOOK_PORT = 9095
 # PostgreSQLDown's `for:` is 1m; then one evaluation (5 s in the lab), Alertmanager's group_wait (5 s) and
 # slack for a loaded 2-core machine.
 FIRE_DEADLINE_SECONDS = 150
-
-
-def api(path: str) -> Any:
-    """Prometheus's HTTP API from this controller, through the lab network (as an operator reaches it)."""
-    with urllib.request.urlopen(f"http://{SERVER_ADDRESS}:9090{path}", timeout=10) as response:
-        return json.loads(response.read())["data"]
 
 
 def alertmanager_alerts(alertname: str) -> list[dict[str, Any]]:
@@ -102,12 +105,10 @@ def prometheus_lab(lab: Any) -> Iterator[Any]:
     if SERVER not in lab.hosts or not {"postgresql-1", "cassandra-1"} <= set(lab.hosts):
         pytest.fail(f"the {lab.profile} profile has no Prometheus server with PostgreSQL and Cassandra to scrape")
     # What the server scrapes must run first: the baseline and node_exporter everywhere, and the services
-    # whose exporters it scrapes (no-change runs when earlier tests converged them).
+    # whose exporters it scrapes (skipped when earlier modules converged them).
     artifact = toolkit("artifact", "cassandra", "--json", timeout=900)
     assert artifact.returncode == 0, artifact.stderr
-    for service in ("base", "node_exporter", "postgresql", "cassandra"):
-        result = toolkit("converge", service)
-        assert result.returncode == 0, f"converge {service}: {result.stderr}"
+    ensure_converged("base", "node_exporter", "postgresql", "cassandra")
     yield lab
 
 
@@ -119,7 +120,7 @@ def test_converge_scrapes_every_host_and_exporter_of_the_inventory(prometheus_la
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert parse_json(verify.stdout)["hosts"][SERVER]["failed"] == 0
     # Counted from this side too: the lab's six hosts, both PostgreSQL servers, the three Cassandra nodes.
-    targets = api("/api/v1/targets?state=active")["activeTargets"]
+    targets = prometheus_api("/api/v1/targets?state=active")["activeTargets"]
     per_job = Counter(target["labels"]["job"] for target in targets)
     expected = {"node": len(prometheus_lab.hosts), "postgres": 2, "cassandra": 3, "prometheus": 1, "alertmanager": 1}
     assert per_job == expected
@@ -137,8 +138,8 @@ def test_second_converge_changes_nothing(prometheus_lab: Any) -> None:
 def test_broken_rules_or_config_are_refused_by_promtool_and_the_server_keeps_serving(
     prometheus_lab: Any, tmp_path: Path
 ) -> None:
-    before = api("/api/v1/status/runtimeinfo")["lastConfigTime"]
-    groups_before = sorted(group["name"] for group in api("/api/v1/rules")["groups"])
+    before = prometheus_api("/api/v1/status/runtimeinfo")["lastConfigTime"]
+    groups_before = sorted(group["name"] for group in prometheus_api("/api/v1/rules")["groups"])
     cases = {
         "rule": (
             {
@@ -162,9 +163,9 @@ def test_broken_rules_or_config_are_refused_by_promtool_and_the_server_keeps_ser
         assert document["_returncode"] != 0, name
         # promtool's own words reach the operator, in the summary and in --json.
         assert message in json.dumps(document["failed_tasks"]), (name, document["failed_tasks"])
-    assert api("/api/v1/status/runtimeinfo")["lastConfigTime"] == before
-    assert sorted(group["name"] for group in api("/api/v1/rules")["groups"]) == groups_before
-    assert "broken" not in {t["labels"]["job"] for t in api("/api/v1/targets")["activeTargets"]}
+    assert prometheus_api("/api/v1/status/runtimeinfo")["lastConfigTime"] == before
+    assert sorted(group["name"] for group in prometheus_api("/api/v1/rules")["groups"]) == groups_before
+    assert "broken" not in {t["labels"]["job"] for t in prometheus_api("/api/v1/targets")["activeTargets"]}
     # And the next ordinary converge has nothing to repair: nothing was written.
     document = converge_json("prometheus")
     assert document["_returncode"] == 0, document["_stderr"]

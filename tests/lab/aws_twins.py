@@ -4,7 +4,7 @@ moto's EC2 (on loopback) gets a VPC with the lab's subnet and one instance per l
 tagged as the fleet would be (Name, service, role, cassandra_dc/rack). A `*.aws.yml` config in a directory lists
 them; next to it, group_vars/ holds what any real AWS inventory folder holds: the connection settings (here the
 lab's user, key and known_hosts) and the environment's values (here a copy of the lab's). Used by
-test_inventory_aws.py (a converge through that inventory) and test_bootstrap_aws.py (a bootstrap by instance id).
+test_inventory_aws.py (a converge through that inventory) and test_bootstrap.py (a bootstrap by instance id).
 """
 
 import shutil

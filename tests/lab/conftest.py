@@ -33,6 +33,8 @@ def lab() -> Iterator[Lab]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The test_bootstrap*.py modules run last: they join hosts to the fleet the other modules converged (and
-    counted), and take them out again."""
-    items.sort(key=lambda item: item.path.name.startswith("test_bootstrap"))
+    """test_lab.py runs first: its down/up cycle then costs nothing, where later it would wipe every host the
+    modules before it converged. test_bootstrap.py runs last: it joins a host to the fleet the other modules
+    converged (and counted), and takes it out again."""
+    order = {"test_lab.py": 0, "test_bootstrap.py": 2}
+    items.sort(key=lambda item: order.get(item.path.name, 1))

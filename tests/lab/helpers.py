@@ -19,7 +19,12 @@ FIXTURE_PLAYBOOKS = PROJECT / "tests" / "fixtures" / "playbooks"
 # so module fixtures converge only what is not here (ensure_converged). A later converge of the service with
 # extra vars or another inventory takes it out again; a test that disturbs a host by hand repairs it itself.
 CONVERGED: set[str] = set()
+# Services that some successful converge on the whole lab set up in this session, with whatever extra vars:
+# running, though maybe not as the inventory has them (a test's changed setting). Enough for a module that
+# only needs the service up (its exporter scraped), and far cheaper than a rolling restart back.
+RUNNING: set[str] = set()
 PLAIN_CONVERGE_FLAGS = {"--json", "--diff"}
+REFUSED_BEFORE_ANY_RUN = {2, 5}  # bad input, another run holds the lock: no host was touched
 
 
 def toolkit(
@@ -41,9 +46,17 @@ def toolkit(
 
 
 def _track_converge(args: tuple[str, ...], returncode: int, env: dict[str, str] | None) -> None:
+    if args[:2] == ("lab", "down"):
+        CONVERGED.clear()  # the hosts are gone; the next `up` makes new ones (an `up` alone restarts them)
+        RUNNING.clear()
+        return
     if len(args) < 2 or args[0] != "converge" or "--check" in args or "-C" in args:
         return
     service, words = args[1], set(args[2:])
+    if returncode in REFUSED_BEFORE_ANY_RUN:
+        return
+    if returncode == 0 and not words & {"-i", "--inventory", "-l", "--limit"}:
+        RUNNING.add(service)
     if env or words & {"-e", "--extra-vars", "-i", "--inventory"} or returncode != 0:
         CONVERGED.discard(service)
     elif words <= PLAIN_CONVERGE_FLAGS:
@@ -56,6 +69,11 @@ def ensure_converged(*services: str) -> None:
         if service not in CONVERGED:
             result = toolkit("converge", service)
             assert result.returncode == 0, f"converge {service}: {result.stderr}"
+
+
+def ensure_running(*services: str) -> None:
+    """Converge each service on the whole lab unless some converge of it already set it up in this session."""
+    ensure_converged(*(service for service in services if service not in RUNNING))
 
 
 def toolkit_background(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

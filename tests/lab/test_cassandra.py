@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.lab.helpers import PROJECT, changed_on, converge_json, on_host, parse_json, toolkit
+from tests.lab.helpers import PROJECT, changed_on, converge_json, ensure_converged, on_host, parse_json, toolkit
 
 pytestmark = pytest.mark.lab
 NODES = ("cassandra-1", "cassandra-2", "cassandra-3")
@@ -42,8 +42,7 @@ def cassandra_lab(lab: Any) -> Iterator[Any]:
         pytest.fail(f"the {lab.profile} profile has no three Cassandra nodes")
     artifact = toolkit("artifact", "cassandra", "--json", timeout=900)
     assert artifact.returncode == 0, artifact.stderr
-    base = toolkit("converge", "base", "--limit", "cassandra")
-    assert base.returncode == 0, base.stderr
+    ensure_converged("base")
     yield lab
 
 

@@ -34,20 +34,8 @@ def test_converge_base_converges_every_host(lab):
     document = parse_json(result.stdout)
     assert set(document["hosts"]) == set(lab.hosts)
     assert document["exit_code"] == 0 and document["status"] == "successful"
-
-
-def test_second_converge_changes_nothing_and_says_so(lab):
-    result = toolkit("converge", "base", "--json")
-    assert result.returncode == 0, result.stderr
-    document = parse_json(result.stdout)
-    assert {host: stats["changed"] for host, stats in document["hosts"].items()} == dict.fromkeys(lab.hosts, 0)
-    assert document["changed_tasks"] == []
-    assert "no changes on any of" in result.stderr and "(idempotent)" in result.stderr
-
-
-def test_json_counts_match_the_runner_stats(lab):
-    result = toolkit("converge", "base", "--json")
-    document = parse_json(result.stdout)
+    # The counts in --json are ansible-runner's own, host by host (checked on this run rather than on one of
+    # their own: a converge of every host is slow).
     stats = recorded_stats(Path(document["artifacts"]))
     assert set(stats) == set(document["hosts"])
     for host, counts in stats.items():
@@ -59,6 +47,15 @@ def test_json_counts_match_the_runner_stats(lab):
             counts["dark"],
             counts["skipped"],
         )
+
+
+def test_second_converge_changes_nothing_and_says_so(lab):
+    result = toolkit("converge", "base", "--json")
+    assert result.returncode == 0, result.stderr
+    document = parse_json(result.stdout)
+    assert {host: stats["changed"] for host, stats in document["hosts"].items()} == dict.fromkeys(lab.hosts, 0)
+    assert document["changed_tasks"] == []
+    assert "no changes on any of" in result.stderr and "(idempotent)" in result.stderr
 
 
 def test_check_mode_on_a_converged_fleet_reports_nothing_to_change(lab):

@@ -1,6 +1,6 @@
 """`toolkit lab` itself: status, ssh, and `down` removing exactly what `up` created.
 
-Runs after test_converge.py (file order): the down/up cycle here gives later sessions a fresh lab.
+Runs first (tests/lab/conftest.py), so its down/up cycle wipes nothing another module converged.
 """
 
 import json

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.infra.toolkit_infra import reachable
-from tests.lab.helpers import PROJECT, changed_on, converge_json, on_host, parse_json, toolkit
+from tests.lab.helpers import PROJECT, changed_on, converge_json, ensure_converged, on_host, parse_json, toolkit
 
 pytestmark = pytest.mark.lab
 PRIMARY = "postgresql-1"
@@ -45,8 +45,7 @@ def converge(*args: str, extra: dict[str, Any] | None = None, tmp_path: Path | N
 def postgresql_lab(lab: Any) -> Iterator[Any]:
     if not {PRIMARY, REPLICA} <= set(lab.hosts):
         pytest.fail(f"the {lab.profile} profile has no PostgreSQL primary and replica")
-    base = toolkit("converge", "base", "--limit", "postgresql")
-    assert base.returncode == 0, base.stderr
+    ensure_converged("base")
     yield lab
 
 

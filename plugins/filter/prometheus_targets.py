@@ -17,6 +17,7 @@ short_description: Inventory hosts as Prometheus file_sd target groups
 description:
   - One target group per host, C(<address>:<port>), where the address is the host's C(ansible_host) (the
     inventory name when it has none; IPv6 addresses are bracketed).
+  - Groups come sorted by inventory name, whatever order the input lists the hosts in.
   - Each group carries C(instance) (the inventory name) and the labels of O(labels) the host defines.
 options:
   _input:
@@ -117,7 +118,9 @@ def file_sd(
     fixed = {str(name): str(value) for name, value in (static_labels or {}).items()}
     _check_label_names([*wanted, *fixed])
     groups: list[dict[str, Any]] = []
-    for host in hosts:
+    # Sorted by name: an inventory lists a group's hosts in the order its source gave them (a static file's
+    # lines, EC2's API answers), and the same fleet seen through two inventories must write the same file.
+    for host in sorted(hosts):
         if host not in hostvars:
             raise TargetError(f"host {host!r} is not in the inventory")
         variables = hostvars[host]

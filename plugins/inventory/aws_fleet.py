@@ -724,7 +724,7 @@ class HostVars(TypedDict, total=False):
     postgresql_role: str
     postgresql_primary_group: str
     postgresql_replica_group: str
-    prometheus_target_labels: dict[str, str]
+    aws_target_labels: dict[str, str]
 
 
 def safe_group_name(name: str) -> str:
@@ -889,7 +889,7 @@ def build_document(instances: Iterable[Instance], settings: Settings) -> Documen
         labels = {"instance_id": instance.instance_id, "region": instance.region, "availability_zone": instance.zone}
         labels |= {"account": instance.account} if len(accounts) > 1 else {}
         labels |= {k: v for k, v in (("service", service), ("cluster", cluster), ("env", env)) if v}
-        hostvars["prometheus_target_labels"] = labels
+        hostvars["aws_target_labels"] = labels
         if service:
             if service == "cassandra":
                 dc = tags.get(keys["cassandra_dc"], "").strip() or instance.region

@@ -231,12 +231,10 @@ def test_the_instance_id_tags_the_host_and_runs_every_step_through_the_aws_inven
     changed = {step["name"]: step["changed"] for step in document["steps"]}
     assert list(changed) == [*STEPS, "verify", "prometheus"]
     assert changed.pop("inventory") > 0, "the instance was tagged"
-    # The host itself is as the lab inventory left it. The fleet-wide files rendered from the whole inventory
-    # (the primary's pg_hba.conf and firewall rules, Prometheus's targets) are rewritten once for the other
-    # inventory's view of the fleet: the service and prometheus steps may change, and must succeed.
-    host_steps = {name: changed[name] for name in ("ssh", "host key", "login", "access", "base", "hardening")}
-    assert set(host_steps.values()) == {0}, host_steps
-    assert changed["node_exporter"] == 0 and changed["verify"] == 0, changed
+    # Nothing else changes, on the host or fleet-wide: the files rendered from the whole inventory (the
+    # primary's pg_hba.conf and firewall rules, Prometheus's targets) do not depend on the order an inventory
+    # lists its hosts in, so the aws_fleet view of the fleet writes what the lab inventory wrote.
+    assert set(changed.values()) == {0}, changed
 
     verify = toolkit("verify", "postgresql", "-i", str(bare.config), "--limit", NAME, "--json", env=bare.env)
     assert verify.returncode == 0, verify.stdout + verify.stderr

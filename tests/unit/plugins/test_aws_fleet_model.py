@@ -2,10 +2,12 @@
 
 import json
 import random
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.plugins.moto_fleet import TOPOLOGY_VARS
 
@@ -240,13 +242,24 @@ def test_host_vars_are_lean_and_typed(aws_fleet: ModuleType) -> None:
     assert set(hostvars) == set(aws_fleet.HostVars.__annotations__) - {*TOPOLOGY_VARS, "toolkit_cluster"}
     assert hostvars["ansible_host"] == web.private_ip
     assert hostvars["toolkit_env"] == "prod"
-    assert hostvars["prometheus_target_labels"] == {
+    assert hostvars["aws_target_labels"] == {
         "instance_id": web.instance_id,
         "region": "eu-west-1",
         "availability_zone": "eu-west-1a",
         "service": "web",
         "env": "prod",
     }
+
+
+def test_host_vars_override_no_role_default_but_the_topology_inputs(aws_fleet: ModuleType) -> None:
+    """A host variable outranks a role's default everywhere that host's play runs: a name shared by accident
+    replaces the role's setting (the plugin's old per-host `prometheus_target_labels` silently emptied the
+    Prometheus role's label mapping). Only the topology the roles take from the inventory may share a name."""
+    defaults: set[str] = set()
+    for path in Path(__file__).resolve().parents[3].glob("roles/*/defaults/main.yml"):
+        defaults |= set(yaml.safe_load(path.read_text()) or {})
+    shared = set(aws_fleet.HostVars.__annotations__) & defaults
+    assert shared == set(TOPOLOGY_VARS) & defaults
 
 
 def test_ansible_host_takes_the_first_address_present(aws_fleet: ModuleType) -> None:

@@ -96,7 +96,7 @@ def test_host_vars_carry_the_address_and_the_topology(fleet: Fleet, fleet_listin
     for instance, role in fleet.postgresql.items():
         assert hv[instance]["postgresql_role"] == role
         assert hv[instance]["postgresql_primary_group"] == "postgresql_orders_primary"
-    assert hv[primary]["prometheus_target_labels"] == {
+    assert hv[primary]["aws_target_labels"] == {
         "instance_id": primary,
         "region": BIG_REGION,
         "availability_zone": hv[primary]["aws_availability_zone"],

@@ -76,6 +76,12 @@ def test_one_group_per_host_with_address_port_and_labels() -> None:
     ]
 
 
+def test_the_same_hosts_in_another_order_give_the_same_targets() -> None:
+    hosts = ["db.example.internal", "cassandra-2", "cassandra-1"]
+    assert targets.file_sd(hosts, HOSTVARS, 9100, LABELS) == targets.file_sd(sorted(hosts), HOSTVARS, 9100, LABELS)
+    assert [group["labels"]["instance"] for group in targets.file_sd(hosts, HOSTVARS, 9100)] == sorted(hosts)
+
+
 def test_static_labels_win_over_the_service_group() -> None:
     [group] = targets.file_sd(["cassandra-1"], HOSTVARS, 7070, {}, {"service": "jmx"}, ["cassandra"])
     assert group["labels"] == {"instance": "cassandra-1", "service": "jmx"}

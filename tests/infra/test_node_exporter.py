@@ -25,11 +25,13 @@ from toolkit_infra import (
     covers,
     expected_vars,
     firewall_state,
+    http_get,
     inventory_variables,
     nft_sources,
     other_host,
     reachable,
     unit_settings,
+    web_endpoint,
 )
 
 ROLE = "node_exporter"
@@ -49,24 +51,19 @@ def listen_port(ne: dict[str, Any]) -> int:
     return int(ne["node_exporter_web_listen_address"].rsplit(":", 1)[1])
 
 
-def metrics_url(ne: dict[str, Any]) -> str:
-    """The /metrics URL on the host itself: the listen address, or loopback when it listens on every address."""
-    address = ne["node_exporter_web_listen_address"].rsplit(":", 1)[0].strip("[]")
-    address = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
-    return f"http://{f'[{address}]' if ':' in address else address}:{listen_port(ne)}/metrics"
-
-
 def scrape(host: Any, ne: dict[str, Any]) -> str:
-    """The exporter's /metrics page, fetched on the host (retried: it may be restarting after a converge)."""
-    url = metrics_url(ne)
-    fetch = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
-    result = None
+    """The exporter's /metrics page, fetched on the host as Prometheus fetches it (https and basic auth when
+    the role turned them on); retried: it may be restarting after a converge."""
+    endpoint = web_endpoint(ne, ROLE)
     for _ in range(10):
-        result = host.run(f"python3 -c {shlex.quote(fetch)}")
-        if result.rc == 0:
-            return str(result.stdout)
+        try:
+            status, body = http_get(host, endpoint, "/metrics")
+        except AssertionError:  # no answer yet
+            status, body = 0, ""
+        if status == 200:
+            return body
         time.sleep(1)
-    raise AssertionError(f"{url} did not answer: {result.stderr if result else ''}")
+    raise AssertionError(f"{endpoint['base']}/metrics did not answer 200 (last status {status})")
 
 
 def samples(metrics: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -89,6 +86,18 @@ def test_the_exporter_is_enabled_and_running(host: Any) -> None:
 
 def test_the_exporter_runs_sandboxed(host: Any) -> None:
     assert unit_settings(host, SERVICE, *SANDBOXED) == SANDBOXED
+
+
+def test_the_unit_runs_the_binary_of_the_install_method(host: Any, ne: dict[str, Any]) -> None:
+    """Debian's binary, or the release tarball's versioned one with `current` pointing at it (no package)."""
+    exec_start = unit_settings(host, SERVICE, "ExecStart")["ExecStart"]
+    if ne["node_exporter_install_method"] == "tarball":
+        home = f"{ne['node_exporter_install_dir']}/node_exporter-{ne['node_exporter_version']}"
+        assert f"path={home}/node_exporter " in exec_start
+        assert host.file(f"{ne['node_exporter_install_dir']}/current").linked_to == home
+        assert not host.package("prometheus-node-exporter").is_installed
+    else:
+        assert "path=/usr/bin/prometheus-node-exporter " in exec_start
 
 
 def test_the_listen_address_serves_this_hosts_node_metrics(host: Any, ne: dict[str, Any]) -> None:
@@ -130,6 +139,44 @@ def test_a_metric_written_to_the_textfile_directory_is_served(host: Any, ne: dic
         with host.sudo():
             host.run(f"rm -f {shlex.quote(path)} {shlex.quote(path + '.tmp')}")
     assert not samples(scrape(host, ne), "toolkit_verify_probe"), "the probe metric outlived its file"
+
+
+def test_basic_auth_refuses_anonymous_scrapes_and_admits_every_user(host: Any, ne: dict[str, Any]) -> None:
+    """With basic auth on, a scrape without credentials or with a wrong password gets 401; each user gets 200."""
+    users = ne["node_exporter_web_basic_auth_users"]
+    endpoint = web_endpoint(ne, ROLE)
+    scrape(host, ne)  # up, whatever it asks for
+    if not users:
+        assert http_get(host, endpoint, "/metrics", anonymous=True)[0] == 200, "no users, yet anonymous refused"
+        return
+    assert http_get(host, endpoint, "/metrics", anonymous=True)[0] == 401
+    assert http_get(host, {**endpoint, "password": "wrong"}, "/metrics")[0] == 401
+    for user, password in users.items():
+        assert http_get(host, {**endpoint, "user": user, "password": str(password)}, "/metrics")[0] == 200, user
+
+
+def test_tls_is_on_exactly_when_a_certificate_is_given(host: Any, ne: dict[str, Any]) -> None:
+    """With a certificate the port speaks TLS only: a plain HTTP request gets no metrics."""
+    endpoint = web_endpoint(ne, ROLE)
+    scrape(host, ne)
+    plain = {**endpoint, "base": endpoint["base"].replace("https://", "http://", 1)}
+    status, body = http_get(host, plain, "/metrics")
+    if ne["node_exporter_web_tls_cert_file"]:
+        # Go's TLS server answers a plain request with 400 "Client sent an HTTP request to an HTTPS server".
+        assert status == 400 and "HTTPS" in body, (status, body[:200])
+    else:
+        assert status == 200
+
+
+def test_the_web_configuration_is_private_to_the_service(host: Any, ne: dict[str, Any]) -> None:
+    web = host.file("/etc/prometheus-node-exporter/web.yml")
+    on = bool(ne["node_exporter_web_basic_auth_users"] or ne["node_exporter_web_tls_cert_file"])
+    assert web.exists == on
+    if on:
+        assert (web.user, web.group, web.mode) == ("root", "prometheus", 0o640)
+        # Hashes only: no password the inventory holds is in the file.
+        content = web.content_string
+        assert not [u for u, pw in ne["node_exporter_web_basic_auth_users"].items() if str(pw) in content]
 
 
 def test_the_packages_optional_timers_do_not_run(host: Any, ne: dict[str, Any]) -> None:

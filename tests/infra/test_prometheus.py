@@ -7,11 +7,9 @@ read: every host of each job's group, labelled from its variables.
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import ipaddress
 import json
-import shlex
 import time
 from collections.abc import Iterator, Mapping
 from types import ModuleType
@@ -26,9 +24,11 @@ from toolkit_infra import (
     SANDBOXED,
     UntrustedText,
     expected_vars,
+    http_get,
     inventory_variables,
     nft_sources,
     unit_settings,
+    web_endpoint,
 )
 
 ROLE = "prometheus"
@@ -58,55 +58,6 @@ def _only_prometheus_servers(host: Any) -> None:
     variables = inventory_variables(host)
     if variables["inventory_hostname"] not in variables.get("groups", {}).get("prometheus", []):
         pytest.skip(f"{variables['inventory_hostname']} is not a Prometheus server")
-
-
-# GETs a URL on the host with Python's standard library: basic auth and a CA file when given; prints the
-# status and body as JSON (a 401 is an answer, not an error). The request comes in base64 so no quoting and
-# no plain password in the command line.
-_GET_SCRIPT = """
-import base64, json, ssl, sys, urllib.error, urllib.request
-r = json.loads(base64.b64decode(sys.argv[1]))
-request = urllib.request.Request(r["url"])
-if r["user"]:
-    token = base64.b64encode((r["user"] + ":" + r["password"]).encode()).decode()
-    request.add_header("Authorization", "Basic " + token)
-context = ssl.create_default_context(cafile=r["ca"] or None)
-try:
-    with urllib.request.urlopen(request, timeout=10, context=context) as answer:
-        print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
-except urllib.error.HTTPError as error:
-    print(json.dumps({"status": error.code, "body": error.read().decode()}))
-"""
-
-
-def web_endpoint(variables: Any, role: str) -> dict[str, str]:
-    """How a role's own checks reach its web endpoint (role prometheus or alertmanager) from the host: loopback
-    when it listens on every address, https when it has a TLS cert, as the first basic auth user in sort order."""
-    address, port = str(variables[f"{role}_web_listen_address"]).rsplit(":", 1)
-    if address in ("", "0.0.0.0", "[::]", "::"):
-        address = "127.0.0.1"
-    users: Mapping[str, str] = variables[f"{role}_web_basic_auth_users"]
-    user = sorted(users)[0] if users else ""
-    tls = bool(variables[f"{role}_web_tls_cert_file"])
-    return {
-        "base": f"{'https' if tls else 'http'}://{address}:{port}",
-        "user": user,
-        "password": str(users[user]) if user else "",
-        "ca": str(variables[f"{role}_web_tls_ca_file"]) if tls else "",
-    }
-
-
-def http_get(host: Any, endpoint: Mapping[str, str], path: str, *, anonymous: bool = False) -> tuple[int, str]:
-    """(status, body) of a GET on the host itself (the firewall does not matter there)."""
-    request = {**endpoint, "url": endpoint["base"] + path}
-    if anonymous:
-        request.update(user="", password="")
-    encoded = base64.b64encode(json.dumps(request).encode()).decode()
-    result = host.run(f"python3 -c {shlex.quote(_GET_SCRIPT)} {encoded}")
-    # The command line carries the credentials: report the error, never the command.
-    assert result.rc == 0, f"GET {request['url']} failed on the host: {result.stderr[-2000:]}"
-    answer = json.loads(result.stdout)
-    return int(answer["status"]), str(answer["body"])
 
 
 def get_json(host: Any, endpoint: Mapping[str, str], path: str) -> Any:
@@ -195,6 +146,31 @@ def test_the_loaded_configuration_passes_promtool_and_was_loaded(host: Any, prom
     assert checked.rc == 0, checked.stdout + checked.stderr
     runtime = api(host, prom, "/api/v1/status/runtimeinfo")
     assert runtime["reloadConfigSuccess"] is True
+
+
+@pytest.mark.parametrize(
+    ("role", "unit", "package", "binary", "tools"),
+    [
+        ("prometheus", "prometheus", "prometheus", "prometheus", ["promtool"]),
+        ("alertmanager", "prometheus-alertmanager", "prometheus-alertmanager", "alertmanager", ["amtool"]),
+    ],
+)
+def test_the_units_run_the_binaries_of_the_install_method(
+    host: Any, prom: Any, am: Any, role: str, unit: str, package: str, binary: str, tools: list[str]
+) -> None:
+    """Debian's binaries, or the release tarball's versioned ones, `current` and the tools on PATH (no package)."""
+    variables = prom if role == "prometheus" else am
+    exec_start = unit_settings(host, unit, "ExecStart")["ExecStart"]
+    if variables[f"{role}_install_method"] == "tarball":
+        home = f"{variables[f'{role}_install_dir']}/{binary}-{variables[f'{role}_version']}"
+        assert f"path={home}/{binary} " in exec_start
+        assert host.file(f"{variables[f'{role}_install_dir']}/current").linked_to == home
+        for tool in tools:
+            assert host.run(f"{tool} --version").rc == 0, tool
+            assert host.file(f"/usr/local/bin/{tool}").linked_to == f"{home}/{tool}"
+        assert not host.package(package).is_installed
+    else:
+        assert f"path=/usr/bin/{'prometheus-alertmanager' if role == 'alertmanager' else 'prometheus'} " in exec_start
 
 
 def test_storage_and_retention_are_the_configured_ones(host: Any, prom: Any) -> None:

@@ -8,8 +8,10 @@ one `toolkit converge -e` run are not part of the inventory and so are not expec
 
 from __future__ import annotations
 
+import base64
 import functools
 import ipaddress
+import json
 import re
 import shlex
 import socket
@@ -299,3 +301,53 @@ def reachable(address: str, port: int) -> bool | None:
         return False
     except ConnectionRefusedError:
         return None
+
+
+# GETs a URL on the host with Python's standard library: basic auth and a CA file when given; prints the
+# status and body as JSON (a 401 is an answer, not an error). The request comes in base64 so no quoting and
+# no plain password in the command line.
+_GET_SCRIPT = """
+import base64, json, ssl, sys, urllib.error, urllib.request
+r = json.loads(base64.b64decode(sys.argv[1]))
+request = urllib.request.Request(r["url"])
+if r["user"]:
+    token = base64.b64encode((r["user"] + ":" + r["password"]).encode()).decode()
+    request.add_header("Authorization", "Basic " + token)
+context = ssl.create_default_context(cafile=r["ca"] or None)
+try:
+    with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+        print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": error.read().decode()}))
+"""
+
+
+def web_endpoint(variables: Any, role: str) -> dict[str, str]:
+    """How a role's own checks reach its web endpoint (role prometheus, alertmanager or node_exporter) from the
+    host: loopback when it listens on every address, https when it has a TLS cert, as the first basic auth user
+    in sort order."""
+    address, port = str(variables[f"{role}_web_listen_address"]).rsplit(":", 1)
+    if address in ("", "0.0.0.0", "[::]", "::"):
+        address = "127.0.0.1"
+    users: Mapping[str, str] = variables[f"{role}_web_basic_auth_users"]
+    user = sorted(users)[0] if users else ""
+    tls = bool(variables[f"{role}_web_tls_cert_file"])
+    return {
+        "base": f"{'https' if tls else 'http'}://{address}:{port}",
+        "user": user,
+        "password": str(users[user]) if user else "",
+        "ca": str(variables[f"{role}_web_tls_ca_file"]) if tls else "",
+    }
+
+
+def http_get(host: Any, endpoint: Mapping[str, str], path: str, *, anonymous: bool = False) -> tuple[int, str]:
+    """(status, body) of a GET on the host itself (the firewall does not matter there)."""
+    request = {**endpoint, "url": endpoint["base"] + path}
+    if anonymous:
+        request.update(user="", password="")
+    encoded = base64.b64encode(json.dumps(request).encode()).decode()
+    result = host.run(f"python3 -c {shlex.quote(_GET_SCRIPT)} {encoded}")
+    # The command line carries the credentials: report the error, never the command.
+    assert result.rc == 0, f"GET {request['url']} failed on the host: {result.stderr[-2000:]}"
+    answer = json.loads(result.stdout)
+    return int(answer["status"]), str(answer["body"])

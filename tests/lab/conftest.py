@@ -34,7 +34,10 @@ def lab() -> Iterator[Lab]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """test_lab.py runs first: its down/up cycle then costs nothing, where later it would wipe every host the
-    modules before it converged. test_bootstrap.py runs last: it joins a host to the fleet the other modules
-    converged (and counted), and takes it out again."""
-    order = {"test_lab.py": 0, "test_bootstrap.py": 2}
-    items.sort(key=lambda item: order.get(item.path.name, 1))
+    modules before it converged. test_prometheus.py comes next: its `toolkit converge site` builds the whole
+    fleet, hardened, on the fresh hosts, so the modules after it find their services up (their first converge
+    is a check that nothing is left to do) and run against hosts hardened as production's are.
+    test_bootstrap.py runs last: it joins a host to the fleet the other modules converged (and counted), and
+    takes it out again."""
+    order = {"test_lab.py": 0, "test_prometheus.py": 1, "test_bootstrap.py": 3}
+    items.sort(key=lambda item: order.get(item.path.name, 2))

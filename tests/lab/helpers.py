@@ -19,11 +19,9 @@ FIXTURE_PLAYBOOKS = PROJECT / "tests" / "fixtures" / "playbooks"
 # so module fixtures converge only what is not here (ensure_converged). A later converge of the service with
 # extra vars or another inventory takes it out again; a test that disturbs a host by hand repairs it itself.
 CONVERGED: set[str] = set()
-# Services that some successful converge on the whole lab set up in this session, with whatever extra vars:
-# running, though maybe not as the inventory has them (a test's changed setting). Enough for a module that
-# only needs the service up (its exporter scraped), and far cheaper than a rolling restart back.
-RUNNING: set[str] = set()
 PLAIN_CONVERGE_FLAGS = {"--json", "--diff"}
+# What `toolkit converge site` converges (playbooks/site.yml), in its order.
+SITE = ("base", "hardening", "node_exporter", "postgresql", "cassandra", "prometheus")
 REFUSED_BEFORE_ANY_RUN = {2, 5}  # bad input, another run holds the lock: no host was touched
 
 
@@ -48,19 +46,16 @@ def toolkit(
 def _track_converge(args: tuple[str, ...], returncode: int, env: dict[str, str] | None) -> None:
     if args[:2] == ("lab", "down"):
         CONVERGED.clear()  # the hosts are gone; the next `up` makes new ones (an `up` alone restarts them)
-        RUNNING.clear()
         return
     if len(args) < 2 or args[0] != "converge" or "--check" in args or "-C" in args:
         return
-    service, words = args[1], set(args[2:])
+    services, words = SITE if args[1] == "site" else (args[1],), set(args[2:])
     if returncode in REFUSED_BEFORE_ANY_RUN:
         return
-    if returncode == 0 and not words & {"-i", "--inventory", "-l", "--limit"}:
-        RUNNING.add(service)
     if env or words & {"-e", "--extra-vars", "-i", "--inventory"} or returncode != 0:
-        CONVERGED.discard(service)
+        CONVERGED.difference_update(services)
     elif words <= PLAIN_CONVERGE_FLAGS:
-        CONVERGED.add(service)
+        CONVERGED.update(services)
 
 
 def ensure_converged(*services: str) -> None:
@@ -69,11 +64,6 @@ def ensure_converged(*services: str) -> None:
         if service not in CONVERGED:
             result = toolkit("converge", service)
             assert result.returncode == 0, f"converge {service}: {result.stderr}"
-
-
-def ensure_running(*services: str) -> None:
-    """Converge each service on the whole lab unless some converge of it already set it up in this session."""
-    ensure_converged(*(service for service in services if service not in RUNNING))
 
 
 def toolkit_background(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -129,7 +119,11 @@ def recorded_stats(artifacts: Path) -> dict[str, dict[str, int]]:
 
 
 def converge_json(
-    service: str, *args: str, extra: dict[str, Any] | None = None, tmp_path: Path | None = None
+    service: str,
+    *args: str,
+    extra: dict[str, Any] | None = None,
+    tmp_path: Path | None = None,
+    timeout: float = 1200,
 ) -> dict[str, Any]:
     """`toolkit converge SERVICE --json` (extra vars through a file), its document plus exit code and stderr."""
     command = ["converge", service, "--json", *args]
@@ -138,7 +132,7 @@ def converge_json(
         extra_file = tmp_path / "extra.yml"
         extra_file.write_text(yaml.safe_dump(extra))
         command += ["-e", f"@{extra_file}"]
-    result = toolkit(*command)
+    result = toolkit(*command, timeout=timeout)
     document = parse_json(result.stdout) if result.stdout.strip() else {}
     document["_returncode"] = result.returncode
     document["_stderr"] = result.stderr

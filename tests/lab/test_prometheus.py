@@ -1,7 +1,8 @@
-"""End to end on the lab: `toolkit converge prometheus` scrapes every lab host from the inventory alone (node
-exporters everywhere, postgres_exporter on both PostgreSQL hosts, the JMX agent on the three Cassandra nodes),
-every target is up, and broken rules or configuration given as variables are refused by promtool while the
-running server keeps serving. Needs the minimal (or full) profile.
+"""End to end on the lab: after `toolkit converge site` (the whole fleet, hardened, on fresh hosts) Prometheus
+scrapes every lab host from the inventory alone (node exporters everywhere, postgres_exporter on both
+PostgreSQL hosts, the JMX agent on the three Cassandra nodes) and every target is up; broken rules or
+configuration given as variables are refused by promtool while the running server keeps serving; a stopped
+replica fires its alerts and a converge resolves them. Needs the minimal (or full) profile.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from tests.lab.helpers import (
     PROMETHEUS_ADDRESS,
     changed_on,
     converge_json,
-    ensure_converged,
-    ensure_running,
     on_host,
     parse_json,
     prometheus_api,
@@ -105,19 +104,21 @@ def webhook() -> Iterator[Webhook]:
 def prometheus_lab(lab: Any) -> Iterator[Any]:
     if SERVER not in lab.hosts or not {"postgresql-1", "cassandra-1"} <= set(lab.hosts):
         pytest.fail(f"the {lab.profile} profile has no Prometheus server with PostgreSQL and Cassandra to scrape")
-    # What the server scrapes must run first: the baseline and node_exporter everywhere, and the services
-    # whose exporters it scrapes (skipped when earlier modules converged them).
+    # The site converge installs Cassandra from the artifact the controller builds (cached once built).
     artifact = toolkit("artifact", "cassandra", "--json", timeout=900)
     assert artifact.returncode == 0, artifact.stderr
-    ensure_converged("base", "node_exporter")
-    ensure_running("postgresql", "cassandra")
     yield lab
 
 
-def test_converge_scrapes_every_host_and_exporter_of_the_inventory(prometheus_lab: Any) -> None:
-    document = converge_json("prometheus")
+def test_converge_site_builds_the_fleet_and_prometheus_scrapes_all_of_it(prometheus_lab: Any) -> None:
+    """One `toolkit converge site`: baseline, hardening (firewall on), node_exporter, PostgreSQL, Cassandra and
+    Prometheus last, so every exporter is a target when the server's targets are written."""
+    document = converge_json("site", timeout=3600)
     assert document["_returncode"] == 0, document["_stderr"]
-    assert set(document["hosts"]) == {SERVER}
+    assert set(document["hosts"]) == set(prometheus_lab.hosts)
+    assert document["totals"]["failed"] == 0
+    ruleset = on_host(SERVER, "nft list chain inet filter input")
+    assert ruleset.returncode == 0 and "policy drop" in ruleset.stdout, "the hardening firewall is not on"
     verify = toolkit("verify", "prometheus", "--json")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert parse_json(verify.stdout)["hosts"][SERVER]["failed"] == 0

@@ -231,8 +231,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def nft_sources(text: str, port: int | str, comment: str) -> list[Network]:
     """The source networks of the rules in an nft file or `nft list ruleset` that accept `port` with `comment`.
 
-    The kernel merges overlapping elements of a set (10.0.0.0/24 swallows 10.0.0.7) and prints a /32 as a
-    bare address, so compare with covers() rather than for equality when reading a live ruleset.
+    The kernel merges overlapping elements of a set (10.0.0.0/24 swallows 10.0.0.7), prints adjacent ones as a
+    range (10.0.0.11-10.0.0.13) and a /32 as a bare address, so compare with covers() rather than for
+    equality when reading a live ruleset.
     """
     sources: list[Network] = []
     for line in text.splitlines():
@@ -241,8 +242,16 @@ def nft_sources(text: str, port: int | str, comment: str) -> list[Network]:
         match = re.search(r"saddr (\{[^}]*\}|\S+)", line)
         if match:
             listed = match.group(1).strip("{} ")
-            sources += [ipaddress.ip_network(s.strip(), strict=False) for s in listed.split(",") if s.strip()]
+            sources += [network for item in listed.split(",") if item.strip() for network in _networks(item.strip())]
     return sources
+
+
+def _networks(element: str) -> list[Network]:
+    """One element of an nft set: an address, a network, or a range of addresses (as the smallest networks)."""
+    if "-" in element:
+        first, last = (ipaddress.ip_address(part) for part in element.split("-", 1))
+        return list(ipaddress.summarize_address_range(first, last))
+    return [ipaddress.ip_network(element, strict=False)]
 
 
 def covers(networks: list[Network], wanted: Network) -> bool:
@@ -262,9 +271,18 @@ def firewall_state(host: Any, rules_file: str) -> dict[str, str | None]:
 
 def assert_kernel_matches(ruleset: str, port: int, comment: str, expected: list[Network]) -> None:
     """The live rule admits exactly the expected networks (the kernel merges overlapping ones)."""
-    live = nft_sources(ruleset, port, comment)
+    live, wanted = _collapsed(nft_sources(ruleset, port, comment)), _collapsed(expected)
     assert [n for n in expected if not covers(live, n)] == [], f"port {port}: not admitted"
-    assert [n for n in live if not covers(expected, n)] == [], f"port {port}: admitted but not expected"
+    assert [n for n in live if not covers(wanted, n)] == [], f"port {port}: admitted but not expected"
+
+
+def _collapsed(networks: list[Network]) -> list[Network]:
+    """The same addresses as the fewest aligned networks, the form the kernel keeps a set in: adjacent /32s
+    become one /31, so a network is inside the union exactly when it is inside one of these."""
+    return [
+        *ipaddress.collapse_addresses(n for n in networks if n.version == 4),
+        *ipaddress.collapse_addresses(n for n in networks if n.version == 6),
+    ]
 
 
 def address_of(host: Any) -> str:

@@ -21,6 +21,7 @@ app = typer.Typer(help="The local lab: podman containers as real hosts (systemd,
 class Profile(StrEnum):
     minimal = "minimal"
     full = "full"
+    bench = "bench"
 
 
 def _lab() -> Lab:

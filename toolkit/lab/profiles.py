@@ -33,6 +33,8 @@ class LabHost:
         return "02:00:" + ":".join(f"{int(octet):02x}" for octet in self.address.split("."))
 
 
+BENCH_HOSTS = 20
+
 # Every host has the same address in every profile, so a profile change never renumbers a host.
 _HOSTS = {
     host.name: host
@@ -43,6 +45,9 @@ _HOSTS = {
         LabHost("postgresql-1", "10.242.10.21", ("postgresql_primary",)),
         LabHost("postgresql-2", "10.242.10.22", ("postgresql_replica",)),
         LabHost("prometheus-1", "10.242.10.31", ("prometheus",)),
+        # Small hosts with no service for the fleet benchmark: site gives them the baseline, hardening and
+        # node_exporter, which is what most of a real fleet's no-change run is made of.
+        *(LabHost(f"bench-{n:02d}", f"10.242.10.{100 + n}", ("bench",)) for n in range(1, BENCH_HOSTS + 1)),
     )
 }
 
@@ -53,6 +58,8 @@ PROFILES: dict[str, tuple[str, ...]] = {
     # replica (replication) and three Cassandra nodes (quorum, rolling restarts). The same hosts as "full"
     # today; "full" grows when the lab does.
     "minimal": ("cassandra-1", "cassandra-2", "cassandra-3", "postgresql-1", "postgresql-2", "prometheus-1"),
+    # benchmarks/fleet.py: 20 small hosts (6 of them for the small case, by --limit).
+    "bench": tuple(f"bench-{n:02d}" for n in range(1, BENCH_HOSTS + 1)),
 }
 
 # Groups whose members are other groups (Ansible "children").
@@ -87,5 +94,7 @@ def bare_host(name: str, address: str) -> LabHost:
     network = ipaddress.ip_network(SUBNET)
     taken = {host.address for host in _HOSTS.values()} | {GATEWAY}
     if ip not in network or str(ip) in taken or ip in (network.network_address, network.broadcast_address):
-        raise LabError(f"{address} is not a free address of the lab network {SUBNET} (lab hosts use .11-.31)")
+        raise LabError(
+            f"{address} is not a free address of the lab network {SUBNET} (lab hosts use .11-.31 and .101-.120)"
+        )
     return LabHost(name, str(ip), ())

@@ -95,14 +95,15 @@ def converge(
     )
     title = f"converge {service}" + (" (check mode)" if check else "")
     coverage = ServiceCoverage(play_services(service), default_service=service)
+    state = state_paths()
+    settings = RunSettings.from_env(state)  # a bad TOOLKIT_STRATEGY stops here, before the live view
     with cancel_on_signals() as cancel, console.RunView(title, resolved.hosts, verbose=verbose) as view:
 
         def observe(event: RunEvent) -> None:
             coverage.observe(event)
             view.handle(event)
 
-        state = state_paths()
-        result = run_playbook(run, RunSettings.from_env(state), observer=observe, cancel=cancel)
+        result = run_playbook(run, settings, observer=observe, cancel=cancel)
     converge_metrics.write(textfile_dir or state.home / "metrics", result, coverage.pairs, time.time())
     console.print_run_summary(result)
     if json_output:

@@ -119,10 +119,11 @@ def check(
         vault_password_file=vault_password_file.resolve() if vault_password_file else None,
         color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
     )
+    settings = RunSettings.from_env(state)
     views = _PhaseViews(service, verbose)
     with cancel_on_signals() as cancel:
         try:
-            report = DriftCheck(request, RunSettings.from_env(state), observers=views, cancel=cancel).run()
+            report = DriftCheck(request, settings, observers=views, cancel=cancel).run()
         finally:
             views.close()
     console.print_drift_report(report)

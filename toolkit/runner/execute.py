@@ -37,6 +37,8 @@ from toolkit.runner.history import History
 from toolkit.runner.inventory import ResolvedInventory
 from toolkit.runner.lock import InventoryLock
 from toolkit.runner.result import HostSummary, RunResult, TaskRef, decide_exit_code
+from toolkit.runner.strategy import DEFAULT as DEFAULT_STRATEGY
+from toolkit.runner.strategy import strategy_environment, strategy_from_env
 
 Observer = Callable[[RunEvent], None]
 DEFAULT_KEEP_RUNS = 30
@@ -64,16 +66,22 @@ class PlaybookRun:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Where runs go and how many are kept."""
+    """Where runs go, how many are kept, and the Ansible strategy they use."""
 
     state: StatePaths
     keep_runs: int = DEFAULT_KEEP_RUNS
+    strategy: str = DEFAULT_STRATEGY
 
     @classmethod
     def from_env(cls, state: StatePaths) -> "RunSettings":
+        """TOOLKIT_KEEP_RUNS and TOOLKIT_STRATEGY.
+
+        Raises:
+            UsageError: TOOLKIT_STRATEGY names a strategy that does not exist or is not installed.
+        """
         raw = os.environ.get("TOOLKIT_KEEP_RUNS", "")
         keep = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_KEEP_RUNS
-        return cls(state=state, keep_runs=keep)
+        return cls(state=state, keep_runs=keep, strategy=strategy_from_env())
 
 
 def playbook_arguments(run: PlaybookRun, vault_password_file: Path | None) -> list[str]:
@@ -110,6 +118,7 @@ def build_runner_kwargs(
     *,
     event_handler: Callable[[dict[str, Any]], bool],
     cancel_callback: Callable[[], bool],
+    strategy: str = DEFAULT_STRATEGY,
 ) -> dict[str, Any]:
     """The complete keyword arguments for ``ansible_runner.run_async``."""
     kwargs: dict[str, Any] = {
@@ -119,7 +128,7 @@ def build_runner_kwargs(
         "project_dir": str(project_root()),
         "playbook": str(run.playbook),
         "inventory": str(run.inventory.source),
-        "envvars": runner_environment(run),
+        "envvars": runner_environment(run) | strategy_environment(strategy),
         "cmdline": shlex.join(extra_args) if extra_args else None,
         "quiet": True,
         "suppress_env_files": True,
@@ -232,6 +241,7 @@ def run_playbook(
             [*playbook_arguments(run, vault_file), *extra_args],
             event_handler=on_event,
             cancel_callback=cancel.is_set,
+            strategy=settings.strategy,
         )
         try:
             thread, runner = ansible_runner.run_async(**kwargs)

@@ -1,0 +1,49 @@
+"""Which Ansible strategy a run uses: the stock linear one, or Mitogen's (TOOLKIT_STRATEGY=mitogen).
+
+Mitogen keeps one Python interpreter per host alive for the whole run and sends modules to it over the SSH
+connection, instead of a new interpreter per task: a no-change run over many hosts spends most of its time
+starting those interpreters. It is an option, not the default, because upstream marks its strategy plugins
+as using ansible-core internals that may break in a minor release (docs/performance.md).
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from toolkit.errors import UsageError
+
+STRATEGIES = ("linear", "mitogen")
+DEFAULT = "linear"
+ENV_VAR = "TOOLKIT_STRATEGY"
+
+
+def strategy_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """TOOLKIT_STRATEGY, checked: unset or empty means the default.
+
+    Raises:
+        UsageError: an unknown strategy, or mitogen asked for but not installed.
+    """
+    value = (os.environ if environ is None else environ).get(ENV_VAR, "").strip().lower() or DEFAULT
+    if value not in STRATEGIES:
+        raise UsageError(f"{ENV_VAR}={value!r} is not a strategy toolkit knows (use one of: {', '.join(STRATEGIES)})")
+    if value == "mitogen":
+        _mitogen_strategy_plugins()  # fail now, not half-way into ansible-playbook
+    return value
+
+
+def strategy_environment(strategy: str) -> dict[str, str]:
+    """The environment ansible-playbook needs for the strategy (empty for the stock one)."""
+    if strategy == "mitogen":
+        # mitogen_linear keeps the linear strategy's semantics (serial batches, handlers, any_errors_fatal).
+        return {"ANSIBLE_STRATEGY_PLUGINS": str(_mitogen_strategy_plugins()), "ANSIBLE_STRATEGY": "mitogen_linear"}
+    return {}
+
+
+def _mitogen_strategy_plugins() -> Path:
+    try:
+        import ansible_mitogen  # type: ignore[import-untyped]
+    except ImportError:
+        raise UsageError(
+            f"{ENV_VAR}=mitogen needs the mitogen package in toolkit's environment (scripts/setup installs it)"
+        ) from None
+    return Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"

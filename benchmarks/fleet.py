@@ -131,7 +131,7 @@ def changed_hosts(mode: str, output: str) -> int:
     document = json.loads(output)
     if mode.startswith("drift"):
         return sum(1 for host in document["hosts"].values() if host["drifted"])
-    return sum(1 for stats in document["hosts"].values() if stats["stats"].get("changed"))
+    return sum(1 for stats in document["hosts"].values() if stats.get("changed"))
 
 
 def measure(mode: str, size: int, args: argparse.Namespace, stock_cfg: Path, textfiles: str) -> Measurement:

@@ -88,6 +88,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     for name in (
         "TOOLKIT_INVENTORY",
         "TOOLKIT_KEEP_RUNS",
+        "TOOLKIT_STRATEGY",
         "TOOLKIT_DEBUG",
         "ANSIBLE_VAULT_PASSWORD_FILE",
         "TOOLKIT_LAB_PROFILE",

@@ -295,10 +295,12 @@ def test_settings_of_the_installing_shell_are_captured_absolute_and_never_a_secr
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TOOLKIT_TEXTFILE_DIR", "metrics")
     monkeypatch.setenv("TOOLKIT_KEEP_RUNS", "50")
+    monkeypatch.setenv("TOOLKIT_STRATEGY", "mitogen")
     monkeypatch.setenv("TOOLKIT_VAULT_PASSWORD", "hunter2")
     captured = schedule.captured_environment()
     assert captured["TOOLKIT_TEXTFILE_DIR"] == str(tmp_path / "metrics")
     assert captured["TOOLKIT_KEEP_RUNS"] == "50"
+    assert captured["TOOLKIT_STRATEGY"] == "mitogen"  # an hourly drift is where Mitogen pays most
     assert "hunter2" not in json.dumps(captured)
 
 

@@ -19,7 +19,13 @@ from toolkit.paths import project_root, state_paths
 SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Set at install time, these change what a run does; the scheduler's environment would not have them.
-CAPTURED_ENV = ("TOOLKIT_PLAYBOOK_DIR", "TOOLKIT_TEXTFILE_DIR", "TOOLKIT_KEEP_RUNS", "ANSIBLE_VAULT_PASSWORD_FILE")
+CAPTURED_ENV = (
+    "TOOLKIT_PLAYBOOK_DIR",
+    "TOOLKIT_TEXTFILE_DIR",
+    "TOOLKIT_KEEP_RUNS",
+    "TOOLKIT_STRATEGY",
+    "ANSIBLE_VAULT_PASSWORD_FILE",
+)
 _PATH_ENV = frozenset({"TOOLKIT_PLAYBOOK_DIR", "TOOLKIT_TEXTFILE_DIR", "ANSIBLE_VAULT_PASSWORD_FILE"})
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

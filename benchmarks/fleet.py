@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,6 +48,7 @@ inventory_plugins = {PROJECT}/plugins/inventory
 filter_plugins = {PROJECT}/plugins/filter
 doc_fragment_plugins = {PROJECT}/plugins/doc_fragments
 """
+PLAYBOOK_MODES = ("stock", "project")  # plain ansible-playbook; the others are toolkit commands with --json
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -106,6 +108,15 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def limit_for(size: int) -> str:
+    return f"all[0:{size - 1}]"
+
+
 def close_ssh_connections() -> None:
     """End every SSH control master a previous run left (ControlPersist), so each run connects afresh."""
     subprocess.run(["pkill", "-f", r"ssh: .*\[mux\]"], check=False)
@@ -115,18 +126,19 @@ def close_ssh_connections() -> None:
 def command_for(mode: str, limit: str, inventory: str, stock_cfg: Path, textfiles: str) -> tuple[list[str], dict]:
     env = dict(os.environ, NO_COLOR="1", ANSIBLE_NOCOLOR="1")
     env.pop("TOOLKIT_STRATEGY", None)
-    if mode in ("stock", "project"):
+    if mode in PLAYBOOK_MODES:
         env["ANSIBLE_CONFIG"] = str(stock_cfg if mode == "stock" else PROJECT / "ansible.cfg")
         return [str(BIN / "ansible-playbook"), "-i", inventory, "--limit", limit, "playbooks/site.yml"], env
     if mode.endswith("mitogen"):
         env["TOOLKIT_STRATEGY"] = "mitogen"
     verb = "drift" if mode.startswith("drift") else "converge"
-    return [str(BIN / "toolkit"), verb, "site", "-i", inventory, "--limit", limit, "--textfile-dir", textfiles], env
+    toolkit = [str(BIN / "toolkit"), verb, "site", "-i", inventory, "--limit", limit, "--textfile-dir", textfiles]
+    return [*toolkit, "--json"], env
 
 
 def changed_hosts(mode: str, output: str) -> int:
     """How many hosts reported a change (or, for drift, drifted): must be 0 for a no-change run."""
-    if mode in ("stock", "project"):
+    if mode in PLAYBOOK_MODES:
         return sum(1 for match in RECAP.finditer(output) if int(match.group(3)) or int(match.group(5)))
     document = json.loads(output)
     if mode.startswith("drift"):
@@ -135,10 +147,7 @@ def changed_hosts(mode: str, output: str) -> int:
 
 
 def measure(mode: str, size: int, args: argparse.Namespace, stock_cfg: Path, textfiles: str) -> Measurement:
-    limit = f"all[0:{size - 1}]"
-    command, env = command_for(mode, limit, args.inventory, stock_cfg, textfiles)
-    if mode not in ("stock", "project"):
-        command.append("--json")
+    command, env = command_for(mode, limit_for(size), args.inventory, stock_cfg, textfiles)
     close_ssh_connections()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -150,10 +159,10 @@ def measure(mode: str, size: int, args: argparse.Namespace, stock_cfg: Path, tex
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         tail = " | ".join((stderr or stdout).strip().splitlines()[-4:])
-        raise SystemExit(f"{mode} on {size} hosts exited {process.returncode}: {tail}")
+        fail(f"{mode} on {size} hosts exited {process.returncode}: {tail}")
     changed = changed_hosts(mode, stdout)
     if changed:
-        raise SystemExit(f"{mode} on {size} hosts: {changed} host(s) changed or drifted; converge site first")
+        fail(f"{mode} on {size} hosts: {changed} host(s) changed or drifted; converge site first")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Measurement(mode, size, seconds, cpu, peak)
 
@@ -171,7 +180,7 @@ def main() -> int:
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(modes) - set(MODES):
-        raise SystemExit(f"unknown mode(s): {', '.join(sorted(unknown))} (known: {', '.join(MODES)})")
+        fail(f"unknown mode(s): {', '.join(sorted(unknown))} (known: {', '.join(MODES)})")
     sizes = sorted(int(size) for size in args.sizes.split(","))
     textfiles = tempfile.mkdtemp(prefix="fleet-bench-")  # keep the benchmark's metrics out of the real ones
     with tempfile.TemporaryDirectory(prefix="fleet-bench-cfg-") as scratch:
@@ -179,12 +188,15 @@ def main() -> int:
         stock_cfg.write_text(STOCK_CFG)
         if not args.skip_converge:
             print(f"converging site on the first {sizes[-1]} hosts (untimed)…", file=sys.stderr)
-            subprocess.run(
-                [str(BIN / "toolkit"), "converge", "site", "-i", args.inventory, "--limit", f"all[0:{sizes[-1] - 1}]"],
+            converge = subprocess.run(
+                [str(BIN / "toolkit"), "converge", "site", "-i", args.inventory, "--limit", limit_for(sizes[-1])],
                 cwd=PROJECT,
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
             )
+            if converge.returncode != 0:
+                fail(f"the untimed converge exited {converge.returncode}: {converge.stderr.strip().splitlines()[-1:]}")
         results: list[Measurement] = []
         for size in sizes:
             for round_number in range(1, args.rounds + 1):

@@ -26,6 +26,8 @@ from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEven
 from toolkit.runner.history import RunRecord
 from toolkit.runner.result import RunResult
 from toolkit.runner.testinfra import VerifyResult
+from toolkit.slo.gate import GateDecision
+from toolkit.slo.status import SLOStatus
 
 THEME = Theme(
     {
@@ -361,6 +363,13 @@ def print_lynis_scores(result: VerifyResult) -> None:
 def print_drift_report(report: DriftReport) -> None:
     """Per host: what drifted (with the diff), what was excused, what could not be checked; then the verdict."""
     _print_drift_findings(report, heading=f"drift {report.target}")
+    if report.budget_gate is not None:
+        print_gate_decision(report.budget_gate)
+    if report.remediation_refused and report.budget_gate is not None:
+        error(
+            f"budget gate closed: {report.budget_gate.reason}; not remediated",
+            hint='wait for the budget to recover, or: --force-despite-budget "REASON" (kept in the run history)',
+        )
     remediation = report.remediation
     if remediation is not None:
         converge = remediation.converge
@@ -383,6 +392,9 @@ def print_drift_report(report: DriftReport) -> None:
     elif code == 3:
         on = sorted({r.host for r in drifted})
         outcome = f"[changed]{len(drifted)} drifted resource(s) on {', '.join(on)}[/changed]"
+    elif code == 6:
+        on = sorted({r.host for r in drifted})
+        outcome = f"[changed]{len(drifted)} drifted resource(s) on {', '.join(on)}, left as they are[/changed]"
     elif code == 4:
         outcome = f"[unreachable]not checked (unreachable): {', '.join(report.unreachable_hosts)}[/unreachable]"
     elif code == 130:
@@ -536,3 +548,45 @@ def print_bootstrap_summary(result: BootstrapResult) -> None:
     else:
         group = placement.group if placement and placement.group else "the baseline"
         err.print(f"[ok]{who} bootstrapped into {group}[/ok]: {result.changed} changes in {took}")
+
+
+# ---------------------------------------------------------------------------------------------
+# SLOs and the budget gate.
+# ---------------------------------------------------------------------------------------------
+
+
+def _percent(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def print_slo_status(statuses: list[SLOStatus], prometheus_url: str) -> None:
+    table = Table(title=f"SLOs (Prometheus at {prometheus_url})", title_justify="left")
+    figures = ("objective", "sli", "budget left", "burn 1h")
+    for column in ("slo", "service", "objective", "window", "sli", "budget left", "burn 1h", "state"):
+        table.add_column(column, justify="right" if column in figures else "left")
+    for s in statuses:
+        style = {"ok": "ok", "at risk": "changed", "burning": "failed"}.get(s.state, "skipped")
+        state = s.state + (f" ({', '.join(s.firing)})" if s.firing else "")
+        table.add_row(
+            s.slo.name,
+            s.slo.service,
+            f"{s.slo.objective:g}%",
+            s.slo.window,
+            _percent(s.sli),
+            _percent(s.budget_remaining, 1),
+            "-" if s.burn_rate_1h is None else f"{s.burn_rate_1h:.2f}x",
+            f"[{style}]{escape(state)}[/{style}]",
+        )
+    out.print(table)
+
+
+def print_gate_decision(decision: GateDecision) -> None:
+    """What the budget gate found, when it has something to say (a quiet open gate prints nothing)."""
+    for alert in decision.reported:
+        warning(f"budget gate: {alert} (slow burn: the change goes on)")
+    if decision.open and not decision.closing and decision.unreachable:
+        warning(f"budget gate: {decision.unreachable}; going on (mode {decision.mode}, unreachable: open)")
+    elif decision.open and decision.closing:
+        warning(f"budget gate ({decision.mode}): {decision.reason}; going on")
+    elif not decision.open and decision.forced is not None:
+        warning(f"budget gate closed ({decision.reason}); forced: {decision.forced}")

@@ -10,4 +10,5 @@ class ExitCode(IntEnum):
     DRIFT = 3
     UNREACHABLE = 4
     LOCK_HELD = 5
+    BUDGET_GATE = 6
     INTERRUPTED = 130

@@ -92,6 +92,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
         "TOOLKIT_DEBUG",
         "ANSIBLE_VAULT_PASSWORD_FILE",
         "TOOLKIT_LAB_PROFILE",
+        "TOOLKIT_BUDGET_GATE",
+        "TOOLKIT_PROMETHEUS_URL",
+        "TOOLKIT_PROMETHEUS_USERNAME",
     ):
         monkeypatch.delenv(name, raising=False)
     # Secret-named variables of the developer's or CI's environment would be redacted from the events the

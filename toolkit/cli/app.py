@@ -47,7 +47,7 @@ def _root(
 
 def _register() -> None:
     # Imported here so `toolkit --version` does not pay for ansible-runner's import.
-    from toolkit.cli import artifact, bootstrap, converge, drift, inventory, lab, runs, verify
+    from toolkit.cli import artifact, bootstrap, converge, drift, inventory, lab, runs, slo, verify
 
     app.command(name="converge")(converge.converge)
     app.command(name="verify")(verify.verify)
@@ -57,6 +57,7 @@ def _register() -> None:
     app.add_typer(lab.app, name="lab")
     app.add_typer(runs.app, name="runs")
     app.add_typer(artifact.app, name="artifact")
+    app.add_typer(slo.app, name="slo")
 
 
 def _report_internal_error(exc: BaseException) -> None:

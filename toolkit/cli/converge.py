@@ -13,14 +13,26 @@ from typing import Annotated
 import typer
 
 from toolkit import console
-from toolkit.cli.options import InventoryOption, JsonOption, LimitOption, VerboseOption, resolve_inventory
+from toolkit.cli.options import (
+    ForceDespiteBudgetOption,
+    InventoryOption,
+    JsonOption,
+    LimitOption,
+    VerboseOption,
+    forced_reason,
+    resolve_inventory,
+)
 from toolkit.errors import UsageError
+from toolkit.exit_codes import ExitCode
 from toolkit.metrics import converge as converge_metrics
 from toolkit.paths import state_paths
 from toolkit.runner.events import RunEvent
 from toolkit.runner.execute import PlaybookRun, RunSettings, run_playbook
 from toolkit.runner.extravars import parse_extra_vars
-from toolkit.services import ServiceCoverage, play_services, playbook_for
+from toolkit.runner.inventory import ResolvedInventory, load
+from toolkit.services import ServiceCoverage, play_services, playbook_for, services_in
+from toolkit.slo import gate
+from toolkit.slo.locate import gate_settings
 
 
 @contextmanager
@@ -63,6 +75,7 @@ def converge(
             help="Where to write the last-success metrics (node_exporter's textfile directory). Default: state dir.",
         ),
     ] = None,
+    force_despite_budget: ForceDespiteBudgetOption = None,
     vault_password_file: Annotated[
         Path | None,
         typer.Option(
@@ -77,7 +90,11 @@ def converge(
     extra = parse_extra_vars(extra_vars or [])
     if vault_password_file is not None and not vault_password_file.is_file():
         raise UsageError(f"vault password file {vault_password_file} does not exist")
+    reason = forced_reason(force_despite_budget)
     resolved = resolve_inventory(inventory, limit)
+    note = None
+    if not check:
+        note = budget_gate(service, resolved, reason, json_output)
     run = PlaybookRun(
         kind="converge",
         target=service,
@@ -92,6 +109,7 @@ def converge(
         verbosity=verbose,
         vault_password_file=vault_password_file.resolve() if vault_password_file else None,
         color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
+        note=note,
     )
     title = f"converge {service}" + (" (check mode)" if check else "")
     coverage = ServiceCoverage(play_services(service), default_service=service)
@@ -109,3 +127,24 @@ def converge(
     if json_output:
         console.emit_json(result.to_dict())
     raise typer.Exit(int(result.exit_code))
+
+
+def budget_gate(service: str, resolved: ResolvedInventory, forced_reason: str | None, json_output: bool) -> str | None:
+    """Ask the budget gate whether SERVICE may change now; exit 6 if not (nothing has run).
+
+    Returns the note the run history keeps: the override's reason and what it overrode.
+    """
+    settings = gate_settings(load(resolved.source))
+    decision = gate.evaluate(settings, services_in(service))
+    allowed = decision.override(forced_reason)
+    console.print_gate_decision(decision)
+    if allowed:
+        return f"forced despite budget: {forced_reason} (gate: {decision.reason})" if decision.forced else None
+    if json_output:
+        refused = {"status": "refused", "exit_code": int(ExitCode.BUDGET_GATE), "budget_gate": decision.to_dict()}
+        console.emit_json(refused)
+    console.error(
+        f"budget gate closed for {service}: {decision.reason}; nothing ran",
+        hint='wait for the budget to recover, or: --force-despite-budget "REASON" (kept in the run history)',
+    )
+    raise typer.Exit(int(ExitCode.BUDGET_GATE))

@@ -14,7 +14,15 @@ import typer
 from toolkit import console
 from toolkit.cli import drift_schedule
 from toolkit.cli.converge import cancel_on_signals
-from toolkit.cli.options import InventoryOption, JsonOption, LimitOption, VerboseOption, resolve_inventory
+from toolkit.cli.options import (
+    ForceDespiteBudgetOption,
+    InventoryOption,
+    JsonOption,
+    LimitOption,
+    VerboseOption,
+    forced_reason,
+    resolve_inventory,
+)
 from toolkit.drift.check import DriftCheck, DriftRequest, Observer
 from toolkit.drift.ignore import default_ignore_file
 from toolkit.drift.store import DriftStore
@@ -22,8 +30,9 @@ from toolkit.errors import UsageError
 from toolkit.paths import state_paths
 from toolkit.runner.execute import RunSettings
 from toolkit.runner.extravars import parse_extra_vars
-from toolkit.runner.inventory import ResolvedInventory
+from toolkit.runner.inventory import ResolvedInventory, load
 from toolkit.services import hosts_pattern_for, playbook_for
+from toolkit.slo.locate import gate_settings
 
 
 class _DefaultToCheck(typer.core.TyperGroup):
@@ -93,18 +102,23 @@ def check(
         Path | None,
         typer.Option("--vault-password-file", envvar="ANSIBLE_VAULT_PASSWORD_FILE", help="ansible-vault password."),
     ] = None,
+    force_despite_budget: ForceDespiteBudgetOption = None,
     scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True)] = False,
 ) -> None:
     """Check SERVICE's hosts in check + diff mode and report what drifted, per host.
 
-    Exit codes: 0 no drift, 3 drift found, 1 a check failed, 4 a host unreachable, 5 another run holds the lock.
+    Exit codes: 0 no drift, 3 drift found, 1 a check failed, 4 a host unreachable, 5 another run holds the lock,
+    6 drift found and --remediate refused by the budget gate.
     """
     playbook_for(service)
     if vault_password_file is not None and not vault_password_file.is_file():
         raise UsageError(f"vault password file {vault_password_file} does not exist")
     if ignore_file is not None and not ignore_file.is_file():
         raise UsageError(f"ignore file {ignore_file} does not exist")
+    reason = forced_reason(force_despite_budget)
     resolved = resolve_inventory(inventory, limit, hosts_pattern_for(service))
+    # Read now, so a bad gate setting is a usage error before the check runs.
+    budget_gate = gate_settings(load(resolved.source)) if remediate else None
     state = state_paths()
     request = DriftRequest(
         target=service,
@@ -118,6 +132,8 @@ def check(
         verbosity=verbose,
         vault_password_file=vault_password_file.resolve() if vault_password_file else None,
         color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
+        budget_gate=budget_gate,
+        forced_reason=reason,
     )
     settings = RunSettings.from_env(state)
     views = _PhaseViews(service, verbose)

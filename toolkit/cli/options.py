@@ -25,6 +25,14 @@ LimitOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout; human output stays on stderr.")
 ]
+ForceDespiteBudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--force-despite-budget",
+        metavar="REASON",
+        help="Change hosts although the budget gate is closed (docs/slo.md); the reason is kept in the history.",
+    ),
+]
 VerboseOption = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Show Ansible's own output (-vvv for more).")
 ]
@@ -37,3 +45,10 @@ def resolve_inventory(inventory: Path | None, limit: str | None, scope: str | No
         if not (inventory / "hosts.yml").exists():
             raise UsageError("the lab is not up (no inventories/lab/hosts.yml)", hint="run: toolkit lab up")
     return resolve(inventory, limit, scope)
+
+
+def forced_reason(reason: str | None) -> str | None:
+    """--force-despite-budget's reason, stripped; an empty one is refused (an override must say why)."""
+    if reason is not None and not reason.strip():
+        raise UsageError("--force-despite-budget needs a reason")
+    return reason.strip() if reason is not None else None

@@ -25,6 +25,8 @@ from toolkit.runner.extravars import ExtraVars
 from toolkit.runner.history import History
 from toolkit.runner.inventory import ResolvedInventory, resolve
 from toolkit.services import ServiceCoverage, play_services, playbook_for, services_in
+from toolkit.slo import gate
+from toolkit.slo.locate import GateSettings
 
 Observer = Callable[[RunEvent], None]
 # Which phase an observer is being fed: "check", "remediate" (the converge) or "recheck".
@@ -44,6 +46,9 @@ class DriftRequest:
     verbosity: int = 0
     vault_password_file: Path | None = None
     color: bool = False
+    # The budget gate asked before remediating (None: not asked), and the reason it is overridden, if it is.
+    budget_gate: GateSettings | None = None
+    forced_reason: str | None = None
 
 
 def _utc(timestamp: float) -> str:
@@ -77,7 +82,7 @@ class DriftCheck:
         request = self.request
         note = "scheduled" if request.scheduled else None
         report = self._check(request.inventory, "check", note)
-        if request.remediate and report.drift and not self.cancel.is_set():
+        if request.remediate and report.drift and not self.cancel.is_set() and self._gate_allows(report):
             report.remediation = self._remediate(report)
             self.history.amend(report.run.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
         final = self._final_view(report)
@@ -105,6 +110,23 @@ class DriftCheck:
         self.history.amend(result.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
         return report
 
+    def _gate_allows(self, report: DriftReport) -> bool:
+        """Remediation is a converge: the budget gate is asked first, as `toolkit converge` asks it."""
+        if self.request.budget_gate is None:
+            return True
+        report.budget_gate = gate.evaluate(self.request.budget_gate, self.services)
+        if report.budget_gate.override(self.request.forced_reason):
+            return True
+        self.history.amend(report.run.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
+        return False
+
+    def _remediation_note(self, report: DriftReport) -> str:
+        note = f"drift --remediate (check run {report.run.run_id})"
+        decision = report.budget_gate
+        if decision is not None and decision.forced is not None:
+            note += f"; forced despite budget: {decision.forced} (gate: {decision.reason})"
+        return note
+
     def _remediate(self, report: DriftReport) -> Remediation:
         hosts = report.drifted_hosts
         limited = resolve(self.request.inventory.source, ",".join(hosts))
@@ -117,7 +139,7 @@ class DriftCheck:
                 shown(event)
 
         converge = run_playbook(
-            self._run(limited, check=False, note=f"drift --remediate (check run {report.run.run_id})"),
+            self._run(limited, check=False, note=self._remediation_note(report)),
             self.settings,
             observer=observe,
             cancel=self.cancel,

@@ -7,6 +7,7 @@ from toolkit.drift.findings import DriftCollector, Resource
 from toolkit.drift.ignore import Triage
 from toolkit.exit_codes import ExitCode
 from toolkit.runner.result import RunResult, TaskRef
+from toolkit.slo.gate import GateDecision
 
 
 def drift_exit_code(run_exit: ExitCode, drifted: bool) -> ExitCode:
@@ -57,6 +58,12 @@ class DriftReport:
     # Filled from the history once recorded: (host, service, task, item) -> first seen (UTC, ISO 8601).
     first_seen: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     remediation: Remediation | None = None
+    # What the budget gate said before remediating (None: not asked). Closed and not forced: nothing converged.
+    budget_gate: GateDecision | None = None
+
+    @property
+    def remediation_refused(self) -> bool:
+        return self.remediation is None and self.budget_gate is not None and not self.budget_gate.open
 
     @classmethod
     def build(
@@ -90,7 +97,8 @@ class DriftReport:
         """The check's verdict; after ``--remediate``, the worst of what is left and of the re-check."""
         remediation = self.remediation
         if remediation is None:
-            return drift_exit_code(self.run.exit_code, bool(self.drift))
+            code = drift_exit_code(self.run.exit_code, bool(self.drift))
+            return ExitCode.BUDGET_GATE if code == ExitCode.DRIFT and self.remediation_refused else code
         if remediation.recheck is None:
             return worst(drift_exit_code(self.run.exit_code, bool(self.drift)), remediation.converge.exit_code)
         untouched = [r for r in self.drift if r.host not in remediation.hosts]
@@ -129,6 +137,7 @@ class DriftReport:
             "unreachable": [asdict(ref) for ref in self.run.unreachable],
             "failed": [asdict(ref) for ref in self.run.failed],
             "remediation": self.remediation.to_dict() if self.remediation else None,
+            "budget_gate": self.budget_gate.to_dict() if self.budget_gate else None,
             "artifacts": str(self.run.artifacts) if self.run.artifacts else None,
             "error": self.run.error,
         }

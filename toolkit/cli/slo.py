@@ -1,0 +1,54 @@
+"""``toolkit slo``: each SLO's error budget and burn rate, from the fleet's Prometheus."""
+
+from typing import Annotated
+
+import typer
+
+from toolkit import console
+from toolkit.cli.options import InventoryOption, JsonOption, resolve_inventory
+from toolkit.errors import ToolkitError, UsageError
+from toolkit.exit_codes import ExitCode
+from toolkit.runner.inventory import load
+from toolkit.slo.definitions import load_slos
+from toolkit.slo.locate import prometheus_url
+from toolkit.slo.prometheus import PrometheusAPI, PrometheusUnavailable
+from toolkit.slo.status import slo_status
+
+app = typer.Typer(help="Service level objectives: SLI, error budget left and burn rate of each one.")
+
+PrometheusURLOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-url",
+        help="Prometheus's base URL. Default: TOOLKIT_PROMETHEUS_URL, toolkit_prometheus_url, or the inventory's "
+        "first prometheus host.",
+        show_default=False,
+    ),
+]
+
+
+@app.callback(invoke_without_command=True)
+def _default(ctx: typer.Context, inventory: InventoryOption = None, json_output: JsonOption = False) -> None:
+    if ctx.invoked_subcommand is None:
+        status(inventory=inventory, url=None, json_output=json_output)
+
+
+@app.command("status")
+def status(inventory: InventoryOption = None, url: PrometheusURLOption = None, json_output: JsonOption = False) -> None:
+    """Each SLO in slos.yml: its SLI over the window, the error budget left, the 1h burn rate, firing alerts."""
+    slos = load_slos()
+    if url is None:
+        resolved = resolve_inventory(inventory, None)
+        url = prometheus_url(load(resolved.source))
+        if url is None:
+            raise UsageError(
+                f"no Prometheus in {resolved.source}", hint="add a host to group prometheus or pass --prometheus-url"
+            )
+    try:
+        statuses = slo_status(PrometheusAPI.at(url), slos)
+    except PrometheusUnavailable as exc:
+        raise ToolkitError(str(exc), exit_code=ExitCode.UNREACHABLE) from None
+    if json_output:
+        console.emit_json({"prometheus_url": url, "slos": [s.to_dict() for s in statuses]})
+    else:
+        console.print_slo_status(statuses, url)

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.theme import Theme
 
 from toolkit.bootstrap.flow import BootstrapResult, StepRecord
+from toolkit.delivery.figures import DeliveryFigures, Restores
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
@@ -590,3 +591,39 @@ def print_gate_decision(decision: GateDecision) -> None:
         warning(f"budget gate ({decision.mode}): {decision.reason}; going on")
     elif not decision.open and decision.forced is not None:
         warning(f"budget gate closed ({decision.reason}); forced: {decision.forced}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivery figures (toolkit report).
+# ---------------------------------------------------------------------------------------------
+
+
+def _restores(restores: Restores) -> str:
+    summary = restores.to_dict()
+    if not restores.durations:
+        return f"none ended; {restores.still_open} open"
+    median, longest = summary["median_seconds"], summary["max_seconds"]
+    return (
+        f"median {_fmt_duration(median)}, max {_fmt_duration(longest)} over {len(restores.durations)};"
+        f" {restores.still_open} open"
+    )
+
+
+def print_delivery_report(figures: DeliveryFigures) -> None:
+    rate = figures.change_failure_rate
+    out.print(f"[bold]delivery[/bold] {figures.since:%Y-%m-%d %H:%M} .. {figures.until:%Y-%m-%d %H:%M} UTC")
+    out.print(
+        f"deployments          {figures.deployments} ({figures.deployments_per_day:.1f}/day),"
+        f" {figures.changed} changed something"
+    )
+    out.print("change failure rate  " + ("-" if rate is None else f"{rate * 100:.1f}% ({figures.failed} failed)"))
+    out.print(f"restore: failed run  {_restores(figures.failed_change_restores)}")
+    out.print(f"restore: drift       {_restores(figures.drift_restores)}")
+    out.print(f"remediations         {figures.remediations}")
+    if figures.per_service:
+        table = Table(title="per service", title_justify="left")
+        for column in ("service", "deployments", "changed", "failed"):
+            table.add_column(column, justify="left" if column == "service" else "right")
+        for name, service in sorted(figures.per_service.items()):
+            table.add_row(name, str(service.deployments), str(service.changed), str(service.failed))
+        out.print(table)

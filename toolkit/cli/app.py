@@ -47,12 +47,13 @@ def _root(
 
 def _register() -> None:
     # Imported here so `toolkit --version` does not pay for ansible-runner's import.
-    from toolkit.cli import artifact, bootstrap, converge, drift, inventory, lab, runs, slo, verify
+    from toolkit.cli import artifact, bootstrap, converge, drift, inventory, lab, report, runs, slo, verify
 
     app.command(name="converge")(converge.converge)
     app.command(name="verify")(verify.verify)
     app.command(name="inventory")(inventory.inventory)
     app.command(name="bootstrap")(bootstrap.bootstrap)
+    app.command(name="report")(report.report)
     app.add_typer(drift.app, name="drift")
     app.add_typer(lab.app, name="lab")
     app.add_typer(runs.app, name="runs")

@@ -121,6 +121,14 @@ class DriftStore:
                     (now, run_id, resolution, row["id"]),
                 )
 
+    def open_or_resolved_since(self, since: str) -> list[DriftRecord]:
+        """Resources still drifting, and those resolved at or after an ISO 8601 UTC time."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM drift_resources WHERE resolved_at IS NULL OR resolved_at >= ?", (since,)
+            ).fetchall()
+        return [DriftRecord(**dict(row)) for row in rows]
+
     def history(
         self, *, inventory: str | None = None, host: str | None = None, open_only: bool = False, limit: int = 100
     ) -> list[DriftRecord]:

@@ -190,6 +190,14 @@ class History:
         with self._connect() as db:
             db.execute("UPDATE runs SET exit_code=?, detail=? WHERE run_id=?", (exit_code, json.dumps(detail), run_id))
 
+    def started_since(self, started_at: str) -> list[RunRecord]:
+        """Every run started at or after an ISO 8601 UTC time, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM runs WHERE started_at >= ? ORDER BY started_at, run_id", (started_at,)
+            ).fetchall()
+        return [_record(row) for row in rows]
+
     def list(self, *, limit: int = 20, kind: str | None = None) -> list[RunRecord]:
         query = "SELECT * FROM runs"
         params: tuple[Any, ...] = ()

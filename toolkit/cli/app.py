@@ -47,7 +47,7 @@ def _root(
 
 def _register() -> None:
     # Imported here so `toolkit --version` does not pay for ansible-runner's import.
-    from toolkit.cli import artifact, bootstrap, converge, drift, inventory, lab, report, runs, slo, verify
+    from toolkit.cli import artifact, bootstrap, converge, drift, heal, inventory, lab, report, runs, slo, verify
 
     app.command(name="converge")(converge.converge)
     app.command(name="verify")(verify.verify)
@@ -59,6 +59,7 @@ def _register() -> None:
     app.add_typer(runs.app, name="runs")
     app.add_typer(artifact.app, name="artifact")
     app.add_typer(slo.app, name="slo")
+    app.add_typer(heal.app, name="heal")
 
 
 def _report_internal_error(exc: BaseException) -> None:
@@ -79,6 +80,9 @@ def _report_internal_error(exc: BaseException) -> None:
 
 
 def main() -> None:
+    from toolkit.runner.nested import leave_enclosing_runner
+
+    leave_enclosing_runner(os.environ)
     _register()
     try:
         # Non-standalone so errors reach the handlers below; typer.Exit(code) comes back as the return value.

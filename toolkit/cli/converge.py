@@ -76,6 +76,9 @@ def converge(
         ),
     ] = None,
     force_despite_budget: ForceDespiteBudgetOption = None,
+    note: Annotated[
+        str | None, typer.Option("--note", help="Kept in the run history with the run (a change ticket, a reason).")
+    ] = None,
     vault_password_file: Annotated[
         Path | None,
         typer.Option(
@@ -92,9 +95,9 @@ def converge(
         raise UsageError(f"vault password file {vault_password_file} does not exist")
     reason = forced_reason(force_despite_budget)
     resolved = resolve_inventory(inventory, limit)
-    note = None
+    notes = [note.strip()] if note and note.strip() else []
     if not check:
-        note = budget_gate(service, resolved, reason, json_output)
+        notes += filter(None, [budget_gate(service, resolved, reason, json_output)])
     run = PlaybookRun(
         kind="converge",
         target=service,
@@ -109,7 +112,7 @@ def converge(
         verbosity=verbose,
         vault_password_file=vault_password_file.resolve() if vault_password_file else None,
         color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
-        note=note,
+        note="; ".join(notes) or None,
     )
     title = f"converge {service}" + (" (check mode)" if check else "")
     coverage = ServiceCoverage(play_services(service), default_service=service)

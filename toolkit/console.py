@@ -22,6 +22,7 @@ from toolkit.delivery.figures import DeliveryFigures, Restores
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
+from toolkit.heal.server import ServerState
 from toolkit.lab.lab import HostStatus
 from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEvent, TaskResult, TaskStarted
 from toolkit.runner.history import RunRecord
@@ -627,3 +628,22 @@ def print_delivery_report(figures: DeliveryFigures) -> None:
         for name, service in sorted(figures.per_service.items()):
             table.add_row(name, str(service.deployments), str(service.changed), str(service.failed))
         out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# toolkit heal.
+# ---------------------------------------------------------------------------------------------
+
+
+def print_heal_status(server: ServerState | None, remediations: list[RunRecord]) -> None:
+    if server is None:
+        out.print("heal: [failed]not running[/failed] on this controller (toolkit heal serve)")
+    else:
+        out.print(
+            f"heal: [ok]running[/ok] (pid {server.pid}) on {server.listen} since {server.started_at},"
+            f" inventory {server.inventory}"
+        )
+    if not remediations:
+        out.print("no remediations recorded")
+        return
+    print_runs_table(remediations)

@@ -1,0 +1,1 @@
+"""Alert-driven remediation: Event-Driven Ansible's rulebook (rulebooks/heal.yml), served by `toolkit heal`."""

@@ -22,7 +22,7 @@ CONVERGED: set[str] = set()
 PLAIN_CONVERGE_FLAGS = {"--json", "--diff"}
 # What `toolkit converge site` converges (playbooks/site.yml), in its order.
 SITE = ("base", "hardening", "node_exporter", "postgresql", "cassandra", "prometheus")
-REFUSED_BEFORE_ANY_RUN = {2, 5}  # bad input, another run holds the lock: no host was touched
+REFUSED_BEFORE_ANY_RUN = {2, 5, 6}  # bad input, the lock held, the budget gate closed: no host was touched
 
 
 def toolkit(

@@ -2,7 +2,9 @@
 scrapes every lab host from the inventory alone (node exporters everywhere, postgres_exporter on both
 PostgreSQL hosts, the JMX agent on the three Cassandra nodes) and every target is up; broken rules or
 configuration given as variables are refused by promtool while the running server keeps serving; a stopped
-replica fires its alerts and a converge resolves them. Needs the minimal (or full) profile.
+replica fires its alerts and the PostgreSQL SLO's fast burn, which `toolkit slo` shows and which closes the
+budget gate to a converge of postgresql until it is forced (the history keeps why), and that converge resolves
+the alerts. Needs the minimal (or full) profile.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ WEBHOOK_PORT = 9095
 # PostgreSQLDown's `for:` is 1m; then one evaluation (5 s in the lab), Alertmanager's group_wait (5 s) and
 # slack for a loaded 2-core machine.
 FIRE_DEADLINE_SECONDS = 150
+# The fast burn's `for:` is 2m, once the 5m and 1h error ratios pass 14.4x the budget (seconds into the outage).
+FAST_BURN_DEADLINE_SECONDS = 240
+FAST_BURN = 'ALERTS{alertname="SLOErrorBudgetFastBurn", slo="postgresql-availability", alertstate="firing"}'
+# The lab's budget gate only warns (its tests burn budgets on purpose); this test enforces it.
+ENFORCED = {"TOOLKIT_BUDGET_GATE": "enforce"}
+OVERRIDE = "lab test: restore the stopped replica"
 
 
 def alertmanager_alerts(alertname: str) -> list[dict[str, Any]]:
@@ -182,9 +190,36 @@ def test_postgresql_stopping_on_the_replica_fires_alerts_that_a_converge_resolve
             "PostgreSQLReplicaNotStreaming in Alertmanager",
         )
         wait_until(lambda: webhook.notified("firing", "PostgreSQLDown", REPLICA), 60, "the firing webhook")
+        # Half the PostgreSQL SLI's events fail: its budget burns far faster than 14.4x; after the alert's
+        # `for: 2m` the fast burn fires, and `toolkit slo` and the budget gate see it.
+        burning = wait_until(
+            lambda: bool(prometheus_api(f"/api/v1/query?query={urllib.parse.quote(FAST_BURN)}")["result"]),
+            FAST_BURN_DEADLINE_SECONDS,
+            "SLOErrorBudgetFastBurn for postgresql-availability",
+        )
+        print(f"SLOErrorBudgetFastBurn fired {fired + burning:.0f} s after the stop")
+        slo = toolkit("slo", "status", "--json")
+        assert slo.returncode == 0, slo.stderr
+        figures = {s["name"]: s for s in parse_json(slo.stdout)["slos"]}
+        assert figures["postgresql-availability"]["state"] == "burning"
+        assert figures["postgresql-availability"]["burn_rate_1h"] > 14.4
+        assert figures["postgresql-availability"]["sli"] < 0.999
+        assert figures["node-availability"]["state"] == "ok" and figures["node-availability"]["sli"] > 0.999
+        refused = toolkit("converge", "postgresql", "--json", env=ENFORCED)
+        assert refused.returncode == 6, refused.stderr
+        gate = parse_json(refused.stdout)["budget_gate"]
+        assert {(a["alert"], a["slo"]) for a in gate["closing_alerts"]} == {
+            ("SLOErrorBudgetFastBurn", "postgresql-availability")
+        }
+        assert on_host(REPLICA, "systemctl is-active postgresql@15-main").stdout.strip() != "active"
     finally:
-        document = converge_json("postgresql")
+        forced = toolkit("converge", "postgresql", "--json", "--force-despite-budget", OVERRIDE, env=ENFORCED)
+        shown = parse_json(forced.stdout) if forced.stdout.strip() else {}
+        document = {**shown, "_returncode": forced.returncode, "_stderr": forced.stderr}
     assert document["_returncode"] == 0, document["_stderr"]
+    history = toolkit("runs", "show", document["run_id"], "--json")
+    note = parse_json(history.stdout)["note"]
+    assert note.startswith(f"forced despite budget: {OVERRIDE} (gate: SLOErrorBudgetFastBurn"), note
     assert changed_on(document, "Start the server (and keep it running).") == [REPLICA]
     resolved = wait_until(
         lambda: not alertmanager_alerts("PostgreSQLDown") and not alertmanager_alerts("PostgreSQLReplicaNotStreaming"),
@@ -193,3 +228,17 @@ def test_postgresql_stopping_on_the_replica_fires_alerts_that_a_converge_resolve
     )
     print(f"resolved {resolved:.0f} s after the converge")
     wait_until(lambda: webhook.notified("resolved", "PostgreSQLDown", REPLICA), 60, "the resolved webhook")
+
+
+def test_report_counts_this_modules_converges_the_failed_one_and_its_restore(prometheus_lab: Any) -> None:
+    """`toolkit report` over this module's own history: the site converge, the refused rule (a failed deployment)
+    and the converge after it that restored the service, the forced PostgreSQL converge."""
+    result = toolkit("report", "--since", "3h", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = parse_json(result.stdout)
+    print(f"toolkit report: {json.dumps({k: figures[k] for k in ('deployments', 'failed', 'time_to_restore')})}")
+    assert figures["deployments"] >= 4
+    assert figures["failed"] >= 1 and 0 < figures["change_failure_rate"] < 1
+    assert figures["services"]["prometheus"]["failed"] >= 1
+    assert figures["time_to_restore"]["failed_change"]["count"] >= 1
+    assert figures["time_to_restore"]["failed_change"]["median_seconds"] > 0

@@ -5,18 +5,23 @@ so nothing here can read or write the checkout's .toolkit/ or inventories/lab/ (
 them). ansible-runner is never run: tests that need a run install ``FakeAnsibleRunner``.
 """
 
+import json
 import os
 import re
 import sys
+import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import ansible_runner
 import pytest
 import yaml
 
-from tests.unit.fakes import Event, FakeAnsibleRunner
+from tests.unit.fakes import Event, FakeAnsibleRunner, FakePrometheus
 from toolkit.paths import project_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,3 +155,36 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     yield invoke
     app_module.app.registered_commands[:] = commands
     app_module.app.registered_groups[:] = groups
+
+
+@pytest.fixture
+def prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parsed = urllib.parse.urlparse(self.path)
+            query = urllib.parse.parse_qs(parsed.query).get("query", [""])[0]
+            fake.requests.append((query, dict(self.headers)))
+            if fake.status != 200:
+                self.send_response(fake.status)
+                self.end_headers()
+                self.wfile.write(b'{"status":"error","error":"bad_data"}')
+                return
+            body = {"status": "success", "data": {"resultType": "vector", "result": fake.answer(query)}}
+            payload = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield fake
+    server.shutdown()
+    server.server_close()

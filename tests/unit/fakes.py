@@ -1,4 +1,5 @@
-"""A stand-in for ``ansible_runner.run_async`` and builders of the job events ansible-runner emits.
+"""A stand-in for ``ansible_runner.run_async`` and builders of the job events ansible-runner emits; and what a
+fake Prometheus query API answers (served on loopback by conftest's ``prometheus`` fixture).
 
 The event dicts copy the shape of ansible-runner 2.4 events recorded from a real run (top-level ``event``,
 ``stdout``, ``counter``, ``uuid``; ``event_data`` with ``host``, ``task``, ``resolved_action``, ``res``,
@@ -11,6 +12,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shlex
 import threading
 import uuid
@@ -222,3 +224,29 @@ class FakeAnsibleRunner:
         runner.rc = {"successful": 0, "canceled": 254}.get(status, 2)
         (artifacts / "rc").write_text(str(runner.rc))
         runner.status = status
+
+
+@dataclass
+class FakePrometheus:
+    """Alerts and recorded series a test plants; every request is kept (path, query, headers)."""
+
+    alerts: list[dict[str, str]] = field(default_factory=list)
+    series: dict[str, list[tuple[dict[str, str], str]]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    status: int = 200
+    url: str = ""
+
+    def fire(self, alertname: str, slo: str, service: str) -> None:
+        self.alerts.append({"alertname": alertname, "alertstate": "firing", "slo": slo, "service": service})
+
+    def answer(self, query: str) -> list[dict[str, Any]]:
+        if query.startswith("ALERTS{"):
+            names = re.search(r'alertname=~"([^"]*)"', query)
+            services = re.search(r'service=~"([^"]*)"', query)
+            return [
+                {"metric": {"__name__": "ALERTS", **a}, "value": [0, "1"]}
+                for a in self.alerts
+                if (names is None or re.fullmatch(names.group(1), a["alertname"]))
+                and (services is None or re.fullmatch(services.group(1), a["service"]))
+            ]
+        return [{"metric": labels, "value": [0, value]} for labels, value in self.series.get(query, [])]

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.unit.conftest import CliOutcome, Project
+from tests.unit.fakes import FakePrometheus
 from toolkit.runner.history import History, RunRecord
 
 Cli = Callable[..., CliOutcome]
@@ -110,15 +111,14 @@ def heal_project(project: Project) -> Path:
     return inventory
 
 
-@pytest.fixture
-def server(heal_project: Path, project: Project) -> Iterator[Server]:
+def start_server(inventory: Path, project: Project) -> Server:
     port = free_port()
     log = project.home / "heal.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TOOLKIT_HEAL_TOKEN": TOKEN}
     with log.open("w") as output:
         process = subprocess.Popen(
-            [str(TOOLKIT), "heal", "serve", "-i", str(heal_project), "--listen", f"127.0.0.1:{port}"],
+            [str(TOOLKIT), "heal", "serve", "-i", str(inventory), "--listen", f"127.0.0.1:{port}"],
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
@@ -135,13 +135,23 @@ def server(heal_project: Path, project: Project) -> Iterator[Server]:
                 break
         except OSError:
             time.sleep(0.3)
-    yield ready
-    os.killpg(process.pid, signal.SIGTERM)
+    return ready
+
+
+def stop_server(server: Server) -> None:
+    os.killpg(server.process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+
+
+@pytest.fixture
+def server(heal_project: Path, project: Project) -> Iterator[Server]:
+    running = start_server(heal_project, project)
+    yield running
+    stop_server(running)
 
 
 def test_an_alert_repeated_20_times_is_one_converge_and_groups_run_one_at_a_time(server: Server, cli: Cli) -> None:
@@ -182,6 +192,33 @@ def test_alerts_it_must_not_act_on_change_nothing(server: Server) -> None:
     assert "heal: ignored ToolkitDriftDetected: host db-9 is not in the inventory" in log
     assert "heal: ignored ToolkitDriftDetected: the notification names no single host" in log
     assert TOKEN not in log
+
+
+def test_a_closed_budget_gate_stops_drift_remediation_but_not_the_fix_of_an_outage(
+    heal_project: Path, project: Project, prometheus: FakePrometheus
+) -> None:
+    """The gate is the converge's own: drift waits for the budget; an outage alert overrides it with a reason."""
+    (project.playbooks / "postgresql.yml").write_text(
+        "- name: Postgresql\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Nothing\n      ansible.builtin.meta: noop\n"
+    )
+    inventory = yaml.safe_load(heal_project.read_text())
+    inventory["all"]["vars"]["toolkit_prometheus_url"] = prometheus.url
+    heal_project.write_text(yaml.safe_dump(inventory))
+    prometheus.fire("SLOErrorBudgetFastBurn", "base-availability", "base")
+    prometheus.fire("SLOErrorBudgetFastBurn", "postgresql-availability", "postgresql")
+    running = start_server(heal_project, project)
+    try:
+        assert running.post(notification("ToolkitDriftDetected", host="web-1", service="base")) == 200
+        assert running.post(notification("PostgreSQLDown", instance="web-2", service="postgresql")) == 200
+        [fix] = running.wait_for_converges(1)
+        time.sleep(2)
+        assert len(running.converges()) == 1, running.log.read_text()[-3000:]
+    finally:
+        stop_server(running)
+    assert (fix.target, fix.limit_expr, fix.exit_code) == ("postgresql", "web-2", 0)
+    assert fix.note is not None and fix.note.startswith("heal: PostgreSQLDown on web-2; forced despite budget:")
+    assert "budget gate closed for base: SLOErrorBudgetFastBurn" in running.log.read_text()
 
 
 def test_serve_refuses_bad_settings_in_one_line(cli: Cli, heal_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,13 +8,8 @@ so a gate that asked about the wrong services lets the run through and fails its
 
 import base64
 import json
-import re
 import socket
-import threading
-import urllib.parse
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,70 +18,11 @@ import yaml
 
 from tests.unit import fakes
 from tests.unit.conftest import CliOutcome, Project
-from tests.unit.fakes import FakeAnsibleRunner
+from tests.unit.fakes import FakeAnsibleRunner, FakePrometheus
 from toolkit.runner.history import History
 
 Cli = Callable[..., CliOutcome]
 InstallFake = Callable[..., FakeAnsibleRunner]
-
-
-@dataclass
-class FakePrometheus:
-    """Alerts and recorded series a test plants; every request is kept (path, query, headers)."""
-
-    alerts: list[dict[str, str]] = field(default_factory=list)
-    series: dict[str, list[tuple[dict[str, str], str]]] = field(default_factory=dict)
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    status: int = 200
-    url: str = ""
-
-    def fire(self, alertname: str, slo: str, service: str) -> None:
-        self.alerts.append({"alertname": alertname, "alertstate": "firing", "slo": slo, "service": service})
-
-    def answer(self, query: str) -> list[dict[str, Any]]:
-        if query.startswith("ALERTS{"):
-            names = re.search(r'alertname=~"([^"]*)"', query)
-            services = re.search(r'service=~"([^"]*)"', query)
-            return [
-                {"metric": {"__name__": "ALERTS", **a}, "value": [0, "1"]}
-                for a in self.alerts
-                if (names is None or re.fullmatch(names.group(1), a["alertname"]))
-                and (services is None or re.fullmatch(services.group(1), a["service"]))
-            ]
-        return [{"metric": labels, "value": [0, value]} for labels, value in self.series.get(query, [])]
-
-
-@pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parsed = urllib.parse.urlparse(self.path)
-            query = urllib.parse.parse_qs(parsed.query).get("query", [""])[0]
-            fake.requests.append((query, dict(self.headers)))
-            if fake.status != 200:
-                self.send_response(fake.status)
-                self.end_headers()
-                self.wfile.write(b'{"status":"error","error":"bad_data"}')
-                return
-            body = {"status": "success", "data": {"resultType": "vector", "result": fake.answer(query)}}
-            payload = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 def write_inventory(project: Project, all_vars: dict[str, Any], extra_groups: dict[str, Any] | None = None) -> Path:

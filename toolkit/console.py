@@ -22,6 +22,7 @@ from toolkit.delivery.figures import DeliveryFigures, Restores
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
+from toolkit.environments.spec import EnvironmentSpec
 from toolkit.heal.server import ServerState
 from toolkit.lab.lab import HostStatus
 from toolkit.runner.events import HostProgress, OutputText, PlayStarted, RunEvent, TaskResult, TaskStarted
@@ -647,3 +648,30 @@ def print_heal_status(server: ServerState | None, remediations: list[RunRecord])
         out.print("no remediations recorded")
         return
     print_runs_table(remediations)
+
+
+# ---------------------------------------------------------------------------------------------
+# Environments.
+# ---------------------------------------------------------------------------------------------
+
+
+def print_environment(spec: EnvironmentSpec) -> None:
+    lifetime = (
+        "protected, no expiry"
+        if spec.ttl is None and spec.expires_at is None
+        else (f"ttl {spec.ttl}" if spec.ttl is not None else f"expires {spec.expires_at:%Y-%m-%d %H:%M} UTC")
+    )
+    out.print(f"[bold]{spec.name}[/bold]  owner {spec.owner}, {lifetime}" + (", protected" if spec.protected else ""))
+    if spec.aws is not None:
+        aws = spec.aws
+        out.print(
+            f"aws {aws.region} ({', '.join(aws.azs)}), VPC {aws.vpc_cidr}, image {aws.image_owner}/{aws.image_name},"
+            f" SSH from {', '.join(map(str, aws.admin_cidrs))}" + (", NAT gateway" if aws.nat_gateway else "")
+        )
+    table = Table(title=f"{len(spec.hosts)} host(s)", title_justify="left")
+    for column in ("host", "service", "groups", "topology", "zone", "type"):
+        table.add_column(column, no_wrap=True)
+    for host in spec.hosts:
+        topology = " ".join(f"{k.removeprefix('cassandra_')}={v}" for k, v in host.hostvars.items())
+        table.add_row(host.name, host.service, ", ".join(host.groups), topology, host.az or "-", host.instance_type)
+    out.print(table)

@@ -47,7 +47,7 @@ def _root(
 
 def _register() -> None:
     # Imported here so `toolkit --version` does not pay for ansible-runner's import.
-    from toolkit.cli import artifact, bootstrap, converge, drift, heal, inventory, lab, report, runs, slo, verify
+    from toolkit.cli import artifact, bootstrap, converge, drift, env, heal, inventory, lab, report, runs, slo, verify
 
     app.command(name="converge")(converge.converge)
     app.command(name="verify")(verify.verify)
@@ -60,6 +60,7 @@ def _register() -> None:
     app.add_typer(artifact.app, name="artifact")
     app.add_typer(slo.app, name="slo")
     app.add_typer(heal.app, name="heal")
+    app.add_typer(env.app, name="env")
 
 
 def _report_internal_error(exc: BaseException) -> None:

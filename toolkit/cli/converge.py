@@ -95,6 +95,8 @@ def converge(
         raise UsageError(f"vault password file {vault_password_file} does not exist")
     reason = forced_reason(force_despite_budget)
     resolved = resolve_inventory(inventory, limit)
+    state = state_paths()
+    settings = RunSettings.from_env(state)  # a bad TOOLKIT_STRATEGY stops here, before the gate and the live view
     notes = [note.strip()] if note and note.strip() else []
     if not check:
         notes += filter(None, [budget_gate(service, resolved, reason, json_output)])
@@ -116,8 +118,6 @@ def converge(
     )
     title = f"converge {service}" + (" (check mode)" if check else "")
     coverage = ServiceCoverage(play_services(service), default_service=service)
-    state = state_paths()
-    settings = RunSettings.from_env(state)  # a bad TOOLKIT_STRATEGY stops here, before the live view
     with cancel_on_signals() as cancel, console.RunView(title, resolved.hosts, verbose=verbose) as view:
 
         def observe(event: RunEvent) -> None:

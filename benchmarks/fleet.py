@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from proctree import rss_kb, tree  # beside this script (sys.path[0])
+
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODES = ("stock", "project", "toolkit", "mitogen", "drift", "drift-mitogen")
@@ -78,34 +80,7 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in _tree(self.pid)))
-
-
-def _tree(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo.extend(children.get(pid, ()))
-    return found
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+            self.peak_kb = max(self.peak_kb, sum(rss_kb(pid) for pid in tree(self.pid)))
 
 
 def fail(message: str) -> NoReturn:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from proctree import tree_rss_mb  # beside this script (sys.path[0])
 
 PROJECT = Path(__file__).resolve().parents[1]
 TOOLKIT = PROJECT / ".venv" / "bin" / "toolkit"
@@ -57,29 +58,6 @@ def scratch_project(root: Path, hosts: int) -> Path:
     members = {f"bench-{i:02d}": None for i in range(1, hosts + 1)}
     inventory.write_text(yaml.safe_dump({"all": {"vars": local, "children": {"bench": {"hosts": members}}}}))
     return inventory
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total_kb, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        stack += children.get(current, [])
-        try:
-            for line in (Path("/proc") / str(current) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return total_kb / 1024
 
 
 def post(url: str, host: str) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.slo.definitions import SLO
-from toolkit.slo.gate import CLOSING_ALERTS, REPORTED_ALERTS
+from toolkit.slo.gate import CLOSING_ALERTS, firing_slo_alerts
 from toolkit.slo.prometheus import PrometheusAPI
 
 
@@ -62,9 +62,8 @@ def slo_status(api: PrometheusAPI, slos: list[SLO]) -> list[SLOStatus]:
     remaining = _by_slo(api, "slo:error_budget_remaining:ratio")
     burn = _by_slo(api, "slo:burn_rate:ratio_rate1h")
     alerts: dict[str, list[str]] = {}
-    names = "|".join(CLOSING_ALERTS + REPORTED_ALERTS)
-    for sample in api.query(f'ALERTS{{alertstate="firing", alertname=~"{names}"}}'):
-        alerts.setdefault(sample.labels.get("slo", ""), []).append(sample.labels["alertname"])
+    for alert in firing_slo_alerts(api, sorted({slo.service for slo in slos})):
+        alerts.setdefault(alert.slo, []).append(alert.alert)
     for status in statuses:
         name = status.slo.name
         status.sli = 1 - errors[name] if name in errors else None

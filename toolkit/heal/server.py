@@ -20,6 +20,7 @@ import yaml
 
 from toolkit.errors import UsageError
 from toolkit.paths import project_root
+from toolkit.runner.history import process_alive
 
 TOKEN_VARIABLE = "TOOLKIT_HEAL_TOKEN"
 MIN_TOKEN_LENGTH = 16
@@ -48,13 +49,7 @@ class ServerState:
 
     @property
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(self.pid)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

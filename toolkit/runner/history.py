@@ -75,7 +75,7 @@ class RunRecord:
     @property
     def effective_status(self) -> str:
         """``running`` rows whose process is gone on this controller were cut short."""
-        if self.status == "running" and self.controller == socket.gethostname() and not _alive(self.pid):
+        if self.status == "running" and self.controller == socket.gethostname() and not process_alive(self.pid):
             return "abandoned"
         return self.status
 
@@ -85,7 +85,8 @@ class RunRecord:
         return data
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this controller still runs (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,7 +20,7 @@ from toolkit.cli.options import (
     LimitOption,
     VerboseOption,
     forced_reason,
-    resolve_inventory,
+    load_inventory,
 )
 from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
@@ -29,7 +29,7 @@ from toolkit.paths import state_paths
 from toolkit.runner.events import RunEvent
 from toolkit.runner.execute import PlaybookRun, RunSettings, run_playbook
 from toolkit.runner.extravars import parse_extra_vars
-from toolkit.runner.inventory import ResolvedInventory, load
+from toolkit.runner.inventory import LoadedInventory, resolved_from
 from toolkit.services import ServiceCoverage, play_services, playbook_for, services_in
 from toolkit.slo import gate
 from toolkit.slo.locate import gate_settings
@@ -94,12 +94,13 @@ def converge(
     if vault_password_file is not None and not vault_password_file.is_file():
         raise UsageError(f"vault password file {vault_password_file} does not exist")
     reason = forced_reason(force_despite_budget)
-    resolved = resolve_inventory(inventory, limit)
+    loaded = load_inventory(inventory, limit)
+    resolved = resolved_from(loaded, limit)
     state = state_paths()
     settings = RunSettings.from_env(state)  # a bad TOOLKIT_STRATEGY stops here, before the gate and the live view
     notes = [note.strip()] if note and note.strip() else []
     if not check:
-        notes += filter(None, [budget_gate(service, resolved, reason, json_output)])
+        notes += filter(None, [budget_gate(service, loaded, reason, json_output)])
     run = PlaybookRun(
         kind="converge",
         target=service,
@@ -132,12 +133,12 @@ def converge(
     raise typer.Exit(int(result.exit_code))
 
 
-def budget_gate(service: str, resolved: ResolvedInventory, forced_reason: str | None, json_output: bool) -> str | None:
+def budget_gate(service: str, loaded: LoadedInventory, forced_reason: str | None, json_output: bool) -> str | None:
     """Ask the budget gate whether SERVICE may change now; exit 6 if not (nothing has run).
 
     Returns the note the run history keeps: the override's reason and what it overrode.
     """
-    settings = gate_settings(load(resolved.source))
+    settings = gate_settings(loaded)
     decision = gate.evaluate(settings, services_in(service))
     allowed = decision.override(forced_reason)
     console.print_gate_decision(decision)

@@ -21,7 +21,7 @@ from toolkit.cli.options import (
     LimitOption,
     VerboseOption,
     forced_reason,
-    resolve_inventory,
+    load_inventory,
 )
 from toolkit.drift.check import DriftCheck, DriftRequest, Observer
 from toolkit.drift.ignore import default_ignore_file
@@ -30,7 +30,7 @@ from toolkit.errors import UsageError
 from toolkit.paths import state_paths
 from toolkit.runner.execute import RunSettings
 from toolkit.runner.extravars import parse_extra_vars
-from toolkit.runner.inventory import ResolvedInventory, load
+from toolkit.runner.inventory import ResolvedInventory, resolved_from
 from toolkit.services import hosts_pattern_for, playbook_for
 from toolkit.slo.locate import gate_settings
 
@@ -116,9 +116,10 @@ def check(
     if ignore_file is not None and not ignore_file.is_file():
         raise UsageError(f"ignore file {ignore_file} does not exist")
     reason = forced_reason(force_despite_budget)
-    resolved = resolve_inventory(inventory, limit, hosts_pattern_for(service))
+    loaded = load_inventory(inventory, limit, hosts_pattern_for(service))
+    resolved = resolved_from(loaded, limit)
     # Read now, so a bad gate setting is a usage error before the check runs.
-    budget_gate = gate_settings(load(resolved.source)) if remediate else None
+    budget_gate = gate_settings(loaded) if remediate else None
     state = state_paths()
     request = DriftRequest(
         target=service,

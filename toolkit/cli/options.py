@@ -7,7 +7,7 @@ import typer
 
 from toolkit.errors import UsageError
 from toolkit.paths import lab_inventory
-from toolkit.runner.inventory import ResolvedInventory, resolve
+from toolkit.runner.inventory import LoadedInventory, ResolvedInventory, load, resolved_from
 
 InventoryOption = Annotated[
     Path | None,
@@ -40,11 +40,16 @@ VerboseOption = Annotated[
 
 def resolve_inventory(inventory: Path | None, limit: str | None, scope: str | None = None) -> ResolvedInventory:
     """The inventory to use and the hosts it targets (within scope, a host pattern); the lab's by default."""
+    return resolved_from(load_inventory(inventory, limit, scope), limit)
+
+
+def load_inventory(inventory: Path | None, limit: str | None, scope: str | None = None) -> LoadedInventory:
+    """The parsed inventory (the lab's by default), for commands that need its variables as well as its hosts."""
     if inventory is None:
         inventory = lab_inventory()
         if not (inventory / "hosts.yml").exists():
             raise UsageError("the lab is not up (no inventories/lab/hosts.yml)", hint="run: toolkit lab up")
-    return resolve(inventory, limit, scope)
+    return load(inventory, limit, scope=scope)
 
 
 def forced_reason(reason: str | None) -> str | None:

@@ -5,10 +5,9 @@ from typing import Annotated
 import typer
 
 from toolkit import console
-from toolkit.cli.options import InventoryOption, JsonOption, resolve_inventory
+from toolkit.cli.options import InventoryOption, JsonOption, load_inventory
 from toolkit.errors import ToolkitError, UsageError
 from toolkit.exit_codes import ExitCode
-from toolkit.runner.inventory import load
 from toolkit.slo.definitions import load_slos
 from toolkit.slo.locate import prometheus_url
 from toolkit.slo.prometheus import PrometheusAPI, PrometheusUnavailable
@@ -38,11 +37,11 @@ def status(inventory: InventoryOption = None, url: PrometheusURLOption = None, j
     """Each SLO in slos.yml: its SLI over the window, the error budget left, the 1h burn rate, firing alerts."""
     slos = load_slos()
     if url is None:
-        resolved = resolve_inventory(inventory, None)
-        url = prometheus_url(load(resolved.source))
+        loaded = load_inventory(inventory, None)
+        url = prometheus_url(loaded)
         if url is None:
             raise UsageError(
-                f"no Prometheus in {resolved.source}", hint="add a host to group prometheus or pass --prometheus-url"
+                f"no Prometheus in {loaded.source}", hint="add a host to group prometheus or pass --prometheus-url"
             )
     try:
         statuses = slo_status(PrometheusAPI.at(url), slos)

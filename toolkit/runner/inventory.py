@@ -172,5 +172,9 @@ def load(source: Path, limit: str | None = None, *, scope: str | None = None, re
 
 def resolve(source: Path, limit: str | None = None, scope: str | None = None) -> ResolvedInventory:
     """The hosts a run against the inventory would target (see load()), and the inventory's lock key."""
-    loaded = load(source, limit, scope=scope)
+    return resolved_from(load(source, limit, scope=scope), limit)
+
+
+def resolved_from(loaded: LoadedInventory, limit: str | None) -> ResolvedInventory:
+    """What a run needs of an inventory already parsed (its selection made with this limit)."""
     return ResolvedInventory(source=loaded.source, hosts=tuple(h.name for h in loaded.selected), limit=limit)

@@ -57,6 +57,15 @@ def test_a_missing_inventory_is_a_usage_error(project: Project) -> None:
     )
 
 
+@pytest.mark.parametrize("command", ["converge", "drift"])
+@pytest.mark.parametrize("timeout", ["10", "5x", "-1m", "soon"])
+def test_a_bad_lock_timeout_is_a_usage_error(project: Project, command: str, timeout: str) -> None:
+    assert_usage_error(
+        toolkit(project, command, "base", "--lock-timeout", timeout),
+        f"--lock-timeout {timeout!r} is not a duration like 30s, 10m, 24h, 7d or 2w",
+    )
+
+
 @pytest.mark.parametrize("command", ["converge", "verify"])
 def test_without_the_lab_the_hint_says_how_to_bring_it_up(project: Project, command: str) -> None:
     assert not (project.root / "inventories" / "lab" / "hosts.yml").exists()

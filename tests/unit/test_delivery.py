@@ -180,5 +180,5 @@ def test_a_bad_since_is_one_line_and_exit_2(cli: Cli, span: str, tmp_path: Path)
     textfiles = tmp_path / "textfile"
     outcome = cli("report", "--since", span, "--textfile-dir", str(textfiles))
     assert outcome.code == 2
-    assert f"--since {span!r} is not a span like 30m, 24h, 7d or 2w" in outcome.err
+    assert f"--since {span!r} is not a positive duration like 30s, 10m, 24h, 7d or 2w" in outcome.err
     assert not textfiles.exists()

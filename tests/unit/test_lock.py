@@ -1,10 +1,13 @@
 """One run per inventory: the lock refuses a second holder, names the first, and dies with its process."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +110,28 @@ def test_a_lock_whose_holder_crashed_is_free(locks: Path) -> None:
     assert str(process.pid) in lock.path.read_text()
     lock.acquire()
     lock.release()
+
+
+def test_a_run_that_may_wait_gets_the_lock_when_the_holder_finishes(locks: Path) -> None:
+    process = holder(locks, "wait")
+    threading.Timer(1.0, process.kill).start()  # the holder's run ends a second from now
+    started = time.monotonic()
+    with InventoryLock(locks, KEY, "converge postgresql", wait=30) as lock:
+        waited = time.monotonic() - started
+        assert json.loads(lock.path.read_text())["command"] == "converge postgresql"
+    process.communicate()
+    assert 0.5 < waited < 30
+
+
+def test_a_run_that_waited_its_whole_timeout_is_refused_saying_so(locks: Path) -> None:
+    process = holder(locks, "wait")
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockHeldError) as raised:
+            InventoryLock(locks, KEY, "converge base", wait=1.2).acquire()
+        assert time.monotonic() - started >= 1.2
+        assert raised.value.message.endswith("(waited 1 s)")
+        assert f"pid {process.pid} " in raised.value.message
+    finally:
+        process.kill()
+        process.communicate()

@@ -18,9 +18,11 @@ from toolkit.cli.options import (
     InventoryOption,
     JsonOption,
     LimitOption,
+    LockTimeoutOption,
     VerboseOption,
     forced_reason,
     load_inventory,
+    lock_wait_seconds,
 )
 from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
@@ -76,6 +78,7 @@ def converge(
         ),
     ] = None,
     force_despite_budget: ForceDespiteBudgetOption = None,
+    lock_timeout: LockTimeoutOption = "0s",
     note: Annotated[
         str | None, typer.Option("--note", help="Kept in the run history with the run (a change ticket, a reason).")
     ] = None,
@@ -94,10 +97,13 @@ def converge(
     if vault_password_file is not None and not vault_password_file.is_file():
         raise UsageError(f"vault password file {vault_password_file} does not exist")
     reason = forced_reason(force_despite_budget)
+    lock_wait = lock_wait_seconds(lock_timeout)
     loaded = load_inventory(inventory, limit)
     resolved = resolved_from(loaded, limit)
     state = state_paths()
-    settings = RunSettings.from_env(state)  # a bad TOOLKIT_STRATEGY stops here, before the gate and the live view
+    settings = RunSettings.from_env(
+        state, lock_wait
+    )  # a bad TOOLKIT_STRATEGY stops here, before the gate and the live view
     notes = [note.strip()] if note and note.strip() else []
     if not check:
         notes += filter(None, [budget_gate(service, loaded, reason, json_output)])

@@ -19,9 +19,11 @@ from toolkit.cli.options import (
     InventoryOption,
     JsonOption,
     LimitOption,
+    LockTimeoutOption,
     VerboseOption,
     forced_reason,
     load_inventory,
+    lock_wait_seconds,
 )
 from toolkit.drift.check import DriftCheck, DriftRequest, Observer
 from toolkit.drift.ignore import default_ignore_file
@@ -103,6 +105,7 @@ def check(
         typer.Option("--vault-password-file", envvar="ANSIBLE_VAULT_PASSWORD_FILE", help="ansible-vault password."),
     ] = None,
     force_despite_budget: ForceDespiteBudgetOption = None,
+    lock_timeout: LockTimeoutOption = "0s",
     scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True)] = False,
 ) -> None:
     """Check SERVICE's hosts in check + diff mode and report what drifted, per host.
@@ -116,6 +119,7 @@ def check(
     if ignore_file is not None and not ignore_file.is_file():
         raise UsageError(f"ignore file {ignore_file} does not exist")
     reason = forced_reason(force_despite_budget)
+    lock_wait = lock_wait_seconds(lock_timeout)
     loaded = load_inventory(inventory, limit, hosts_pattern_for(service))
     resolved = resolved_from(loaded, limit)
     # Read now, so a bad gate setting is a usage error before the check runs.
@@ -136,7 +140,7 @@ def check(
         budget_gate=budget_gate,
         forced_reason=reason,
     )
-    settings = RunSettings.from_env(state)
+    settings = RunSettings.from_env(state, lock_wait)
     views = _PhaseViews(service, verbose)
     with cancel_on_signals() as cancel:
         try:

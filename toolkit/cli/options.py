@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from toolkit.durations import parse_duration
 from toolkit.errors import UsageError
 from toolkit.paths import lab_inventory
 from toolkit.runner.inventory import LoadedInventory, ResolvedInventory, load, resolved_from
@@ -33,6 +34,14 @@ ForceDespiteBudgetOption = Annotated[
         help="Change hosts although the budget gate is closed (docs/slo.md); the reason is kept in the history.",
     ),
 ]
+LockTimeoutOption = Annotated[
+    str,
+    typer.Option(
+        "--lock-timeout",
+        metavar="DURATION",
+        help="Wait this long (30s, 10m) for another run's lock on the inventory instead of refusing at once.",
+    ),
+]
 VerboseOption = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Show Ansible's own output (-vvv for more).")
 ]
@@ -50,6 +59,11 @@ def load_inventory(inventory: Path | None, limit: str | None, scope: str | None 
         if not (inventory / "hosts.yml").exists():
             raise UsageError("the lab is not up (no inventories/lab/hosts.yml)", hint="run: toolkit lab up")
     return load(inventory, limit, scope=scope)
+
+
+def lock_wait_seconds(timeout: str) -> float:
+    """--lock-timeout in seconds (0 refuses at once). Raises UsageError."""
+    return parse_duration(timeout, "--lock-timeout", allow_zero=True).total_seconds()
 
 
 def forced_reason(reason: str | None) -> str | None:

@@ -8,8 +8,9 @@ import typer
 
 from toolkit import console
 from toolkit.cli.options import JsonOption
-from toolkit.delivery.figures import delivery_figures, parse_span
+from toolkit.delivery.figures import delivery_figures
 from toolkit.drift.store import DriftStore
+from toolkit.durations import parse_duration
 from toolkit.metrics import delivery as delivery_metrics
 from toolkit.paths import state_paths
 from toolkit.runner.history import History
@@ -28,7 +29,7 @@ def report(
     ] = None,
 ) -> None:
     """Delivery figures over the window: deployments, change failure rate, time to restore (docs/slo.md)."""
-    span = parse_span(since)
+    span = parse_duration(since, "--since")
     state = state_paths()
     until = dt.datetime.now(dt.UTC).replace(microsecond=0)
     start = until - span

@@ -10,29 +10,17 @@
 """
 
 import datetime as dt
-import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.drift.store import DriftRecord
-from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
 from toolkit.runner.history import RunRecord
 
 FAILED_EXITS = frozenset({int(ExitCode.TASK_FAILED), int(ExitCode.UNREACHABLE)})
 REMEDIATION_NOTE = "drift --remediate"
-_SPAN = re.compile(r"^([1-9][0-9]*)([mhdw])$")
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_span(text: str) -> dt.timedelta:
-    """``30m``, ``24h``, ``7d``, ``2w``. Raises UsageError."""
-    match = _SPAN.match(text.strip())
-    if not match:
-        raise UsageError(f"--since {text!r} is not a span like 30m, 24h, 7d or 2w")
-    return dt.timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
 
 
 def _time(iso: str) -> dt.datetime:

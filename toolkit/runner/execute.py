@@ -71,9 +71,10 @@ class RunSettings:
     state: StatePaths
     keep_runs: int = DEFAULT_KEEP_RUNS
     strategy: str = DEFAULT_STRATEGY
+    lock_wait: float = 0.0  # seconds to wait for another run's inventory lock; 0 refuses at once
 
     @classmethod
-    def from_env(cls, state: StatePaths) -> "RunSettings":
+    def from_env(cls, state: StatePaths, lock_wait: float = 0.0) -> "RunSettings":
         """TOOLKIT_KEEP_RUNS and TOOLKIT_STRATEGY.
 
         Raises:
@@ -81,7 +82,7 @@ class RunSettings:
         """
         raw = os.environ.get("TOOLKIT_KEEP_RUNS", "")
         keep = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_KEEP_RUNS
-        return cls(state=state, keep_runs=keep, strategy=strategy_from_env())
+        return cls(state=state, keep_runs=keep, strategy=strategy_from_env(), lock_wait=lock_wait)
 
 
 def playbook_arguments(run: PlaybookRun, vault_password_file: Path | None) -> list[str]:
@@ -198,7 +199,7 @@ def run_playbook(
     history = History(settings.state.history_db)
     command = f"{run.kind} {run.target}" + (" --check" if run.check else "")
     with ExitStack() as stack:
-        stack.enter_context(InventoryLock(settings.state.locks, run.inventory.lock_key, command))
+        stack.enter_context(InventoryLock(settings.state.locks, run.inventory.lock_key, command, settings.lock_wait))
         run_dir = artifacts.create(settings.state.runs)
         started = time.time()
         history.record_start(

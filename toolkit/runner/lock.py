@@ -1,6 +1,8 @@
 """One run at a time per inventory: a second converge or drift is refused, naming the holder.
 
-flock() locks die with their process, so a crashed run never leaves a stale lock behind.
+flock() locks die with their process, so a crashed run never leaves a stale lock behind. A run may wait for the
+lock a bounded time instead (``--lock-timeout``, like Terraform's): what an unattended remediation does when a
+scheduled drift check holds it.
 """
 
 import fcntl
@@ -15,6 +17,8 @@ from types import TracebackType
 
 from toolkit.errors import LockHeldError
 
+_POLL_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class LockHolder:
@@ -28,28 +32,39 @@ class LockHolder:
 
 
 class InventoryLock:
-    """Exclusive, non-blocking lock for runs against one inventory."""
+    """Exclusive lock for runs against one inventory: refused at once, or after waiting up to ``wait`` seconds."""
 
-    def __init__(self, locks_dir: Path, inventory_key: str, command: str) -> None:
+    def __init__(self, locks_dir: Path, inventory_key: str, command: str, wait: float = 0.0) -> None:
         digest = hashlib.sha256(inventory_key.encode()).hexdigest()[:16]
         self.path = locks_dir / f"inventory-{digest}.lock"
         self.inventory_key = inventory_key
         self.command = command
+        self.wait = wait
         self._fd: int | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            who = holder.describe() if holder else "another process"
-            raise LockHeldError(
-                f"inventory {self.inventory_key} is locked by {who}",
-                hint="wait for that run to finish; the lock is released when its process exits",
-            ) from None
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # Polling, not a blocking flock: a blocking call cannot be bounded, nor interrupted cleanly.
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    time.sleep(min(_POLL_SECONDS, remaining))
+                    continue
+                holder = _read_holder(fd)
+                os.close(fd)
+                who = holder.describe() if holder else "another process"
+                waited = f" (waited {self.wait:.0f} s)" if self.wait else ""
+                raise LockHeldError(
+                    f"inventory {self.inventory_key} is locked by {who}{waited}",
+                    hint="wait for that run to finish (or pass --lock-timeout); the lock is released when its process"
+                    " exits",
+                ) from None
         holder = LockHolder(
             pid=os.getpid(),
             command=self.command,

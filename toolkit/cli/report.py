@@ -14,6 +14,7 @@ from toolkit.durations import parse_duration
 from toolkit.metrics import delivery as delivery_metrics
 from toolkit.paths import state_paths
 from toolkit.runner.history import History
+from toolkit.timestamps import utc_iso
 
 
 def report(
@@ -33,7 +34,7 @@ def report(
     state = state_paths()
     until = dt.datetime.now(dt.UTC).replace(microsecond=0)
     start = until - span
-    start_iso = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start_iso = utc_iso(start.timestamp())
     figures = delivery_figures(
         History(state.history_db).started_since(start_iso),
         DriftStore(state.history_db).open_or_resolved_since(start_iso),

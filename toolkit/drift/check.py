@@ -27,6 +27,7 @@ from toolkit.runner.inventory import ResolvedInventory, resolve
 from toolkit.services import ServiceCoverage, play_services, playbook_for, services_in
 from toolkit.slo import gate
 from toolkit.slo.locate import GateSettings
+from toolkit.timestamps import utc_iso
 
 Observer = Callable[[RunEvent], None]
 # Which phase an observer is being fed: "check", "remediate" (the converge) or "recheck".
@@ -52,7 +53,7 @@ class DriftRequest:
 
 
 def _utc(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+    return utc_iso(timestamp)
 
 
 class DriftCheck:

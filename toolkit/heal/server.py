@@ -5,7 +5,6 @@ the foreground (for systemd or a terminal), hands it its settings in a private v
 through the environment only, and leaves a small state file for ``toolkit heal status``.
 """
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import yaml
 from toolkit.errors import UsageError
 from toolkit.paths import project_root
 from toolkit.runner.history import process_alive
+from toolkit.timestamps import utc_iso
 
 TOKEN_VARIABLE = "TOOLKIT_HEAL_TOKEN"
 MIN_TOKEN_LENGTH = 16
@@ -123,7 +123,7 @@ def serve(settings: ServeSettings, home: Path) -> int:
     # ansible-rulebook runs ansible-galaxy and ansible-playbook from PATH: make them the ones beside it.
     env = {**os.environ, "PATH": os.pathsep.join([str(command.parent), os.environ.get("PATH", "")])}
     child = subprocess.Popen(argv, cwd=root, env=env)
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = utc_iso()
     state = ServerState(pid=os.getpid(), listen=settings.listen, inventory=str(settings.inventory), started_at=started)
     state_file(home).write_text(json.dumps(asdict(state)))
 

@@ -20,6 +20,7 @@ from toolkit.lab import inventory, profiles
 from toolkit.lab.aptcache import AptCache
 from toolkit.lab.podman import Podman
 from toolkit.lab.profiles import LabHost
+from toolkit.timestamps import utc_iso
 
 BOOT_TIMEOUT = 90.0
 # sshd reports active a little before a restarted container's network answers: `up` retries SSH this long.
@@ -306,7 +307,7 @@ class Lab:
         )
 
     def _write_state(self, profile: str) -> None:
-        state = {"profile": profile, "network": profiles.NETWORK, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        state = {"profile": profile, "network": profiles.NETWORK, "created": utc_iso()}
         previous = self.state()
         if previous and previous.get("created"):
             state["created"] = previous["created"]

@@ -39,6 +39,7 @@ from toolkit.runner.lock import InventoryLock
 from toolkit.runner.result import HostSummary, RunResult, TaskRef, decide_exit_code
 from toolkit.runner.strategy import DEFAULT as DEFAULT_STRATEGY
 from toolkit.runner.strategy import strategy_environment, strategy_from_env
+from toolkit.timestamps import utc_iso
 
 Observer = Callable[[RunEvent], None]
 DEFAULT_KEEP_RUNS = 30
@@ -178,7 +179,7 @@ def _vault_password_file(run: PlaybookRun) -> Iterator[tuple[Path | None, list[s
 
 
 def _utc(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+    return utc_iso(timestamp)
 
 
 def run_playbook(

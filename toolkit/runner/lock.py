@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from toolkit.errors import LockHeldError
+from toolkit.timestamps import utc_iso
 
 _POLL_SECONDS = 0.5
 
@@ -68,7 +69,7 @@ class InventoryLock:
         holder = LockHolder(
             pid=os.getpid(),
             command=self.command,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            started_at=utc_iso(),
             controller=socket.gethostname(),
         )
         os.ftruncate(fd, 0)

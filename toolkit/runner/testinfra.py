@@ -21,6 +21,7 @@ from toolkit.runner import artifacts
 from toolkit.runner.history import History
 from toolkit.runner.inventory import ResolvedInventory
 from toolkit.runner.lynis import REPORTS_ENV, LynisReport, read_host_reports
+from toolkit.timestamps import utc_iso
 
 # Messages that mean testinfra never reached the host (as opposed to a check that failed).
 _UNREACHABLE = re.compile(
@@ -167,7 +168,7 @@ def run_suites(
     run_dir.artifacts.mkdir(parents=True, exist_ok=True)
     history = History(state.history_db)
     started = time.time()
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    started_at = utc_iso(started)
     history.record_start(
         run_id=run_dir.run_id,
         kind="verify",
@@ -223,7 +224,7 @@ def run_suites(
     )
     history.finish(
         run_dir.run_id,
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        finished_at=utc_iso(),
         duration=duration,
         status=result.status,
         exit_code=int(result.exit_code),

@@ -180,3 +180,26 @@ def forget_bootstrapped_replica(name: str, address: str, primary: str) -> None:
     on_host(primary, f'su postgres -c "psql -c \\"SELECT pg_drop_replication_slot(\'{slot}\')\\""')
     toolkit("converge", "postgresql", "--limit", "postgresql_primary")
     toolkit("converge", "prometheus")
+
+
+def start_cron() -> subprocess.Popen[bytes] | None:
+    """A cron daemon for the test, or None when one already runs on this controller."""
+    daemon = subprocess.Popen(["cron", "-f"], start_new_session=True, stderr=subprocess.PIPE)
+    time.sleep(1)
+    if daemon.poll() is None:
+        return daemon
+    message = daemon.stderr.read().decode() if daemon.stderr else ""
+    assert "can't lock" in message, f"cron did not start: {message}"
+    return None
+
+
+def drift_runs() -> list[dict[str, Any]]:
+    listed = toolkit("runs", "list", "--kind", "drift", "--last", "20", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return list(json.loads(listed.stdout))
+
+
+def wait_until_no_drift_runs(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(run["status"] == "running" for run in drift_runs()):
+        time.sleep(2)

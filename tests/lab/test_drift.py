@@ -18,12 +18,15 @@ import pytest
 from tests.lab.helpers import (
     CONVERGED,
     PROJECT,
+    drift_runs,
     ensure_converged,
     on_host,
     parse_json,
     podman,
+    start_cron,
     toolkit,
     toolkit_background,
+    wait_until_no_drift_runs,
 )
 
 pytestmark = pytest.mark.lab
@@ -189,12 +192,12 @@ def test_the_schedule_runs_drift_and_its_metrics_parse(fleet, tmp_path):
         env={"TOOLKIT_TEXTFILE_DIR": str(tmp_path)},
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
-    daemon = _start_cron()
+    daemon = start_cron()
     try:
         scheduled = _wait_for_scheduled_run(since=started, timeout=180)
     finally:
         assert toolkit("drift", "schedule", "remove", "node_exporter").returncode == 0
-        _wait_until_no_drift_runs(timeout=300)  # a job outlives cron: let it release the lock first
+        wait_until_no_drift_runs(timeout=300)  # a job outlives cron: let it release the lock first
         if daemon is not None:
             daemon.terminate()
             daemon.wait(timeout=30)
@@ -204,37 +207,14 @@ def test_the_schedule_runs_drift_and_its_metrics_parse(fleet, tmp_path):
     assert 'toolkit_drift_last_run_exit_code{target="node_exporter"} 0' in metrics.read_text()
 
 
-def _start_cron() -> subprocess.Popen[bytes] | None:
-    """A cron daemon for the test, or None when one already runs on this controller."""
-    daemon = subprocess.Popen(["cron", "-f"], start_new_session=True, stderr=subprocess.PIPE)
-    time.sleep(1)
-    if daemon.poll() is None:
-        return daemon
-    message = daemon.stderr.read().decode() if daemon.stderr else ""
-    assert "can't lock" in message, f"cron did not start: {message}"
-    return None
-
-
-def _drift_runs() -> list[dict]:
-    listed = toolkit("runs", "list", "--kind", "drift", "--last", "20", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return json.loads(listed.stdout)
-
-
 def _wait_for_scheduled_run(since: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for run in _drift_runs():
+        for run in drift_runs():
             if run["note"] == "scheduled" and run["started_at"] >= since and run["status"] != "running":
                 return run
         time.sleep(5)
     raise AssertionError(f"no scheduled drift run finished within {timeout}s of {since}")
-
-
-def _wait_until_no_drift_runs(timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(run["status"] == "running" for run in _drift_runs()):
-        time.sleep(2)
 
 
 def test_a_host_without_the_hardening_packages_drifts_rather_than_failing_the_check(fleet):

@@ -112,6 +112,21 @@ def test_a_refused_validation_reports_the_validators_message() -> None:
     )
 
 
+def test_a_command_that_exits_non_zero_reports_the_end_of_its_stderr() -> None:
+    event = fakes.task_failed("db-1", "Gate | budget and health before the next batch", "non-zero return code")
+    event["event_data"]["res"] = {
+        "msg": "non-zero return code",
+        "rc": 6,
+        "stdout": "",
+        "stderr": "warning: slow burn\n\n"
+        "error: gate closed for postgresql after db-1: postgres target on db-1 is down\n",
+    }
+    assert only(parse_event(event), TaskResult).message == (
+        "non-zero return code 6: warning: slow burn error: gate closed for postgresql after db-1: postgres target on"
+        " db-1 is down"
+    )
+
+
 def test_an_ignored_failure_is_ignored_not_failed() -> None:
     result = only(parse_event(fakes.task_failed("db-1", "Probe", "nope", ignore_errors=True)), TaskResult)
     assert result.status == "ignored"

@@ -107,6 +107,7 @@ def stats_from_runner(raw: dict[str, Any] | None) -> dict[str, HostStats]:
 
 
 VALIDATION_FAILED = "failed to validate"
+NONZERO_RC = "non-zero return code"
 
 
 def _message(res: dict[str, Any]) -> str:
@@ -130,6 +131,10 @@ def _message(res: dict[str, Any]) -> str:
         detail = " ".join(word for word in detail.split() if word != "FAILED:")
         if detail:
             return f"{VALIDATION_FAILED}: {detail}"[:500]
+    # A command that exits non-zero says only "non-zero return code"; what it printed on stderr says why.
+    if str(res.get("msg", "")).strip() == NONZERO_RC and str(res.get("stderr") or "").strip():
+        lines = [line.strip() for line in str(res["stderr"]).splitlines() if line.strip()]
+        return f"{NONZERO_RC} {res.get('rc', '?')}: {' '.join(lines[-3:])}"[:500]
     for key in ("msg", "stderr", "reason"):
         value = res.get(key)
         if value:

@@ -226,27 +226,47 @@ class FakeAnsibleRunner:
         runner.status = status
 
 
+# A label matcher of a PromQL selector: name, operator (= or =~), the string's content (PromQL escapes).
+_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _selector_matches(query: str, labels: dict[str, str]) -> bool:
+    """Whether labels satisfy every matcher of the query's first selector (a missing label is "")."""
+    selector = query[query.index("{") + 1 : query.index("}")]
+    for name, operator, raw in _MATCHER.findall(selector):
+        wanted = raw.replace("\\\\", "\\")  # the PromQL string's escaped backslashes, as the regex sees them
+        value = labels.get(name, "")
+        if not (re.fullmatch(wanted, value) if operator == "=~" else value == wanted):
+            return False
+    return True
+
+
 @dataclass
 class FakePrometheus:
-    """Alerts and recorded series a test plants; every request is kept (path, query, headers)."""
+    """Alerts, down targets and recorded series a test plants; every request is kept (path, query, headers).
+
+    ALERTS{...} and up{...} == 0 apply the query's own label matchers, as Prometheus would."""
 
     alerts: list[dict[str, str]] = field(default_factory=list)
+    down_targets: list[dict[str, str]] = field(default_factory=list)
     series: dict[str, list[tuple[dict[str, str], str]]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     status: int = 200
     url: str = ""
 
-    def fire(self, alertname: str, slo: str, service: str) -> None:
-        self.alerts.append({"alertname": alertname, "alertstate": "firing", "slo": slo, "service": service})
+    def fire(self, alertname: str, slo: str = "", service: str = "", **labels: str) -> None:
+        self.alerts.append({"alertname": alertname, "alertstate": "firing", "slo": slo, "service": service, **labels})
+
+    def down(self, job: str, instance: str) -> None:
+        self.down_targets.append({"__name__": "up", "job": job, "instance": instance})
 
     def answer(self, query: str) -> list[dict[str, Any]]:
         if query.startswith("ALERTS{"):
-            names = re.search(r'alertname=~"([^"]*)"', query)
-            services = re.search(r'service=~"([^"]*)"', query)
             return [
                 {"metric": {"__name__": "ALERTS", **a}, "value": [0, "1"]}
                 for a in self.alerts
-                if (names is None or re.fullmatch(names.group(1), a["alertname"]))
-                and (services is None or re.fullmatch(services.group(1), a["service"]))
+                if _selector_matches(query, a)
             ]
+        if query.startswith("up{") and query.endswith("== 0"):
+            return [{"metric": t, "value": [0, "0"]} for t in self.down_targets if _selector_matches(query, t)]
         return [{"metric": labels, "value": [0, value]} for labels, value in self.series.get(query, [])]

@@ -6,9 +6,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +25,7 @@ from toolkit.cli.options import (
     load_inventory,
     lock_wait_seconds,
 )
+from toolkit.drift.schedule.job import default_toolkit
 from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
 from toolkit.metrics import converge as converge_metrics
@@ -107,6 +109,9 @@ def converge(
     notes = [note.strip()] if note and note.strip() else []
     if not check:
         notes += filter(None, [budget_gate(service, loaded, reason, json_output)])
+        extra = replace(
+            extra, inline={**extra.inline, **batch_gate_vars(service, loaded, budget_forced=reason is not None)}
+        )
     run = PlaybookRun(
         kind="converge",
         target=service,
@@ -137,6 +142,14 @@ def converge(
     if json_output:
         console.emit_json(result.to_dict())
     raise typer.Exit(int(result.exit_code))
+
+
+def batch_gate_vars(service: str, loaded: LoadedInventory, *, budget_forced: bool) -> dict[str, Any]:
+    """The command the rolling plays run between batches (playbooks/tasks/batch_gate.yml), unless the gate is off."""
+    if gate_settings(loaded).mode == "off":
+        return {}
+    command = [str(default_toolkit()), "slo", "gate", service, "--inventory", str(loaded.source)]
+    return {"toolkit_batch_gate": command + (["--budget-forced"] if budget_forced else [])}
 
 
 def budget_gate(service: str, loaded: LoadedInventory, forced_reason: str | None, json_output: bool) -> str | None:

@@ -8,8 +8,10 @@ from toolkit import console
 from toolkit.cli.options import InventoryOption, JsonOption, load_inventory
 from toolkit.errors import ToolkitError, UsageError
 from toolkit.exit_codes import ExitCode
+from toolkit.services import playbook_for, services_in
+from toolkit.slo import gate
 from toolkit.slo.definitions import load_slos
-from toolkit.slo.locate import prometheus_url
+from toolkit.slo.locate import gate_settings, prometheus_url
 from toolkit.slo.prometheus import PrometheusAPI, PrometheusUnavailable
 from toolkit.slo.status import slo_status
 
@@ -51,3 +53,35 @@ def status(inventory: InventoryOption = None, url: PrometheusURLOption = None, j
         console.emit_json({"prometheus_url": url, "slos": [s.to_dict() for s in statuses]})
     else:
         console.print_slo_status(statuses, url)
+
+
+@app.command("gate")
+def gate_command(
+    service: Annotated[str, typer.Argument(help="The service being changed: a playbook in playbooks/ (site = all).")],
+    hosts: Annotated[
+        str | None,
+        typer.Option("--hosts", help="Comma-separated hosts the last batch changed: they must be healthy too."),
+    ] = None,
+    inventory: InventoryOption = None,
+    budget_forced: Annotated[
+        bool, typer.Option("--budget-forced", help="The run was forced despite the budget: check health only.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Ask the budget and health gate whether a rolling change may go on (converge asks it between batches).
+
+    Exit codes: 0 go on (or the gate is off, or only warns), 6 stop.
+    """
+    playbook_for(service)
+    batch = [host.strip() for host in (hosts or "").split(",") if host.strip()]
+    loaded = load_inventory(inventory, None)
+    unknown = sorted(set(batch) - {host.name for host in loaded.every})
+    if unknown:
+        raise UsageError(f"--hosts: not in the inventory: {', '.join(unknown)}")
+    decision = gate.evaluate_batch(gate_settings(loaded), services_in(service), batch, budget_forced=budget_forced)
+    if json_output:
+        console.emit_json(decision.to_dict())
+    console.print_gate_decision(decision)
+    if not decision.open:
+        console.error(f"gate closed for {service} after {', '.join(batch) or 'the last batch'}: {decision.reason}")
+        raise typer.Exit(int(ExitCode.BUDGET_GATE))

@@ -36,7 +36,7 @@ from toolkit.runner.extravars import ExtraVars, extra_vars_arguments
 from toolkit.runner.history import History
 from toolkit.runner.inventory import ResolvedInventory
 from toolkit.runner.lock import InventoryLock
-from toolkit.runner.result import HostSummary, RunResult, TaskRef, decide_exit_code
+from toolkit.runner.result import BATCH_GATE_TASK, HostSummary, RunResult, TaskRef, decide_exit_code
 from toolkit.runner.strategy import DEFAULT as DEFAULT_STRATEGY
 from toolkit.runner.strategy import strategy_environment, strategy_from_env
 from toolkit.timestamps import utc_iso
@@ -267,7 +267,8 @@ def run_playbook(
         artifacts.scrub(run_dir, secrets)
         stats = tracker.stats if tracker.stats is not None else stats_from_runner(runner.stats)
         status = str(runner.status)
-        exit_code = decide_exit_code(status, stats, canceled=cancel.is_set())
+        gate_stopped = any(failure.task == BATCH_GATE_TASK for failure in tracker.failed)
+        exit_code = decide_exit_code(status, stats, canceled=cancel.is_set(), gate_stopped=gate_stopped)
         error = ""
         if not stats and status != "successful" and not cancel.is_set():
             error = artifacts.redact(_tail(runner), secrets)

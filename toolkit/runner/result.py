@@ -7,19 +7,26 @@ from typing import Any
 from toolkit.exit_codes import ExitCode
 from toolkit.runner.events import HostStats, TaskResult
 
+# playbooks/tasks/batch_gate.yml's task: when it fails, the budget and health gate stopped a rolling play.
+BATCH_GATE_TASK = "Gate | budget and health before the next batch"
 
-def decide_exit_code(status: str, stats: dict[str, HostStats], *, canceled: bool = False) -> ExitCode:
+
+def decide_exit_code(
+    status: str, stats: dict[str, HostStats], *, canceled: bool = False, gate_stopped: bool = False
+) -> ExitCode:
     """Map a run's runner status and recap to a documented exit code.
 
     Precedence: interrupted (130) > a host unreachable (4: the run's coverage is incomplete, so its
-    other results cannot be trusted as a whole) > a task failed (1) > success (0). A run that failed
-    without any recap (the playbook did not parse, ansible-playbook crashed) is a failure too: a
-    non-successful runner status never maps to 0.
+    other results cannot be trusted as a whole) > stopped between batches by the budget and health gate
+    (6) > a task failed (1) > success (0). A run that failed without any recap (the playbook did not
+    parse, ansible-playbook crashed) is a failure too: a non-successful runner status never maps to 0.
     """
     if canceled or status == "canceled":
         return ExitCode.INTERRUPTED
     if any(host.unreachable for host in stats.values()):
         return ExitCode.UNREACHABLE
+    if gate_stopped:
+        return ExitCode.BUDGET_GATE
     if any(host.failed for host in stats.values()):
         return ExitCode.TASK_FAILED
     if status != "successful":

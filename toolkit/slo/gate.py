@@ -5,11 +5,15 @@ fast burn (the page) or an exhausted budget closes the gate; a slow burn (the ti
 change through, as the SRE workbook's policy has it: slow burns are for planned work, fast ones stop releases.
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from toolkit.slo.health import wait_until_healthy
 from toolkit.slo.locate import GateSettings
 from toolkit.slo.prometheus import PrometheusAPI, PrometheusUnavailable
+
+HealthWait = Callable[[PrometheusAPI, Sequence[str], float, Sequence[str]], list[str]]
 
 CLOSING_ALERTS = ("SLOErrorBudgetFastBurn", "SLOErrorBudgetExhausted")
 REPORTED_ALERTS = ("SLOErrorBudgetSlowBurn",)
@@ -35,6 +39,7 @@ class GateDecision:
     prometheus_url: str | None
     closing: list[FiringAlert] = field(default_factory=list)
     reported: list[FiringAlert] = field(default_factory=list)
+    unhealthy: list[str] = field(default_factory=list)  # between batches: what is wrong with the last batch
     unreachable: str | None = None
     forced: str | None = None  # the --force-despite-budget reason a closed gate was overridden with
 
@@ -47,8 +52,8 @@ class GateDecision:
 
     @property
     def reason(self) -> str:
-        if self.closing:
-            return "; ".join(map(str, self.closing))
+        if self.closing or self.unhealthy:
+            return "; ".join([*map(str, self.closing), *self.unhealthy])
         return self.unreachable or ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +64,7 @@ class GateDecision:
             "prometheus_url": self.prometheus_url,
             "closing_alerts": [a.__dict__ for a in self.closing],
             "reported_alerts": [a.__dict__ for a in self.reported],
+            "unhealthy": self.unhealthy,
             "unreachable": self.unreachable,
             "forced": self.forced,
         }
@@ -91,6 +97,40 @@ def evaluate(settings: GateSettings, services: list[str], api: PrometheusAPI | N
         else:
             decision.closing = [a for a in alerts if a.alert in CLOSING_ALERTS]
             decision.reported = [a for a in alerts if a.alert in REPORTED_ALERTS]
-    refuses = bool(decision.closing) or (decision.unreachable is not None and settings.unreachable == "closed")
+    return _decide(decision, settings)
+
+
+def evaluate_batch(
+    settings: GateSettings,
+    services: list[str],
+    hosts: Sequence[str],
+    *,
+    budget_forced: bool = False,
+    api: PrometheusAPI | None = None,
+    wait: HealthWait = wait_until_healthy,
+) -> GateDecision:
+    """Whether a rolling run may go on to its next batch: the budget as before the run (unless the run was forced
+    despite it), and the hosts of the batch just done healthy within the settle time."""
+    if budget_forced:
+        decision = GateDecision(
+            open=True, mode=settings.mode, services=services, prometheus_url=settings.prometheus_url
+        )
+    else:
+        decision = evaluate(settings, services, api)
+    if settings.mode == "off" or settings.prometheus_url is None or decision.unreachable is not None or not hosts:
+        return decision
+    try:
+        api = api or PrometheusAPI.at(settings.prometheus_url)
+        # Only a gate that can stop the rollout waits for the batch to settle; warn reports what it sees now.
+        settle = settings.health_settle_seconds if settings.mode == "enforce" else 0.0
+        decision.unhealthy = wait(api, hosts, settle, settings.health_severities)
+    except PrometheusUnavailable as exc:
+        decision.unreachable = str(exc)
+    return _decide(decision, settings)
+
+
+def _decide(decision: GateDecision, settings: GateSettings) -> GateDecision:
+    unanswered = decision.unreachable is not None and settings.unreachable == "closed"
+    refuses = bool(decision.closing) or bool(decision.unhealthy) or unanswered
     decision.open = not (refuses and settings.mode == "enforce")
     return decision

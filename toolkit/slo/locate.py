@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from toolkit.durations import parse_duration
 from toolkit.errors import UsageError
 from toolkit.runner.inventory import LoadedInventory
 
@@ -27,6 +28,9 @@ class GateSettings:
     prometheus_url: str | None
     mode: str = "enforce"
     unreachable: str = "closed"
+    # Between rolling batches: how long the last batch's hosts get to be healthy, and which alerts count.
+    health_settle_seconds: float = 60.0
+    health_severities: tuple[str, ...] = ("critical",)
 
 
 def _inventory_vars(loaded: LoadedInventory) -> dict[str, Any]:
@@ -68,7 +72,17 @@ def gate_settings(loaded: LoadedInventory) -> GateSettings:
         raise UsageError(
             f"toolkit_budget_gate_unreachable {unreachable!r} is not one of {', '.join(UNREACHABLE_POLICIES)}"
         )
+    settle = parse_duration(str(shared.get("toolkit_health_gate_settle", "60s")), "toolkit_health_gate_settle")
+    severities = shared.get("toolkit_health_gate_severities", ["critical"])
+    if not isinstance(severities, list) or not severities or not all(isinstance(s, str) and s for s in severities):
+        raise UsageError(f"toolkit_health_gate_severities {severities!r} is not a list of alert severities")
     url = prometheus_url(loaded)
     if mode == "auto":
         mode = "enforce" if url else "off"
-    return GateSettings(prometheus_url=url, mode=mode, unreachable=unreachable)
+    return GateSettings(
+        prometheus_url=url,
+        mode=mode,
+        unreachable=unreachable,
+        health_settle_seconds=settle.total_seconds(),
+        health_severities=tuple(severities),
+    )

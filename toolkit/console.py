@@ -22,6 +22,7 @@ from toolkit.delivery.figures import DeliveryFigures, Restores
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
+from toolkit.environments.plan import Plan as EnvironmentPlan
 from toolkit.environments.spec import EnvironmentSpec
 from toolkit.heal.server import ServerState
 from toolkit.lab.lab import HostStatus
@@ -675,3 +676,23 @@ def print_environment(spec: EnvironmentSpec) -> None:
         topology = " ".join(f"{k.removeprefix('cassandra_')}={v}" for k, v in host.hostvars.items())
         table.add_row(host.name, host.service, ", ".join(host.groups), topology, host.az or "-", host.instance_type)
     out.print(table)
+
+
+_PLAN_MARKS = {
+    "create": "[changed]+[/changed]",
+    "change": "[changed]~[/changed]",
+    "keep": " ",
+    "delete": "[failed]-[/failed]",
+}
+
+
+def print_environment_plan(plan: EnvironmentPlan, region: str) -> None:
+    """Terraform's shape: one line per resource, + create, ~ change (with each difference), - delete."""
+    out.print(f"[bold]plan[/bold] {plan.environment} on aws {region}")
+    for step in plan.steps:
+        where = f" ({step.resource_id})" if step.resource_id else ""
+        out.print(f"  {_PLAN_MARKS[step.action]} {step.action:<6} {step.kind} {escape(step.name)}{where}")
+        for difference in step.differences:
+            out.print(f"             {escape(difference)}")
+    counts = ", ".join(f"{plan.count(action)} to {action}" for action in ("create", "change", "delete"))
+    out.print(f"{counts}; {plan.count('keep')} unchanged" + ("" if plan.changes_anything else " (nothing to do)"))

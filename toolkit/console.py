@@ -5,6 +5,7 @@ machine-readable documents. Colour follows the terminal: rich turns it off for n
 when NO_COLOR is set.
 """
 
+import datetime as dt
 import json
 import sys
 import time
@@ -22,6 +23,7 @@ from toolkit.delivery.figures import DeliveryFigures, Restores
 from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
+from toolkit.environments.aws_down import EnvironmentListing, Teardown
 from toolkit.environments.plan import Plan as EnvironmentPlan
 from toolkit.environments.spec import EnvironmentSpec
 from toolkit.heal.server import ServerState
@@ -696,3 +698,46 @@ def print_environment_plan(plan: EnvironmentPlan, region: str) -> None:
             out.print(f"             {escape(difference)}")
     counts = ", ".join(f"{plan.count(action)} to {action}" for action in ("create", "change", "delete"))
     out.print(f"{counts}; {plan.count('keep')} unchanged" + ("" if plan.changes_anything else " (nothing to do)"))
+
+
+def _fmt_age(seconds: float) -> str:
+    """A lifetime to the minute: 2d 3h, 5h 12m, 7m."""
+    minutes = int(seconds // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
+
+
+def print_environment_list(environments: list[EnvironmentListing], now: dt.datetime) -> None:
+    if not environments:
+        out.print("no environments")
+        return
+    table = Table(title=f"{len(environments)} environment(s)", title_justify="left")
+    for column in ("name", "region", "owner", "age", "expires", "hosts"):
+        table.add_column(column, no_wrap=True)
+    for env in environments:
+        age = _fmt_age((now - env.created_at).total_seconds()) if env.created_at else "?"
+        if env.protected:
+            expires = "protected"
+        elif env.expires_at is None:
+            expires = "never"
+        else:
+            left = (env.expires_at - now).total_seconds()
+            expires = f"in {_fmt_age(left)}" if left > 0 else f"[failed]expired {_fmt_age(-left)} ago[/failed]"
+        table.add_row(env.name, env.region, env.owner, age, expires, str(env.hosts))
+    out.print(table)
+
+
+def print_teardowns(results: list[Teardown], *, dry_run: bool) -> None:
+    if not results:
+        out.print("nothing to take down")
+    for result in results:
+        if dry_run:
+            out.print(f"would take down {result.environment}")
+            continue
+        out.print(f"[bold]down[/bold] {result.environment}: {len(result.deleted)} resource(s) deleted")
+        for step in result.deleted:
+            out.print(f"  [failed]-[/failed] {step.kind} {escape(step.name)} ({step.resource_id})")
+        for failure in result.failed:
+            err.print(f"[failed]left[/failed]  {escape(failure)}")

@@ -8,6 +8,7 @@ them). ansible-runner is never run: tests that need a run install ``FakeAnsibleR
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import urllib.parse
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from tests.unit.fakes import Event, FakeAnsibleRunner, FakePrometheus
+from tests.unit.plugins.moto_fleet import FAKE_CREDENTIALS, ec2, moto_server, reset
 from toolkit.paths import project_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,3 +190,22 @@ def prometheus() -> Iterator[FakePrometheus]:
     yield fake
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def aws(moto_url: str, project: Project, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An empty account on moto, the demo spec in the project, and boto3 pointed at both."""
+    reset(moto_url)
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": moto_url}.items():
+        monkeypatch.setenv(name, value)
+    (project.root / "environments").mkdir()
+    shutil.copy(REPO / "environments" / "demo.yml", project.root / "environments" / "demo.yml")
+    return ec2(moto_url, "eu-west-1")

@@ -5,74 +5,20 @@ environment's (another environment's, untagged ones), which must never appear in
 """
 
 import json
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.conftest import CliOutcome, Project
-from tests.unit.plugins.moto_fleet import AMI, FAKE_CREDENTIALS, ec2, moto_server, reset
+from tests.unit.aws_env import seed_network, spec_of
+from tests.unit.conftest import CliOutcome
+from tests.unit.plugins.moto_fleet import AMI
 from toolkit.environments.aws_model import ENV_TAG, desired_resources, ingress_rules
 from toolkit.environments.spec import load_spec
 
 Cli = Callable[..., CliOutcome]
 REPO = Path(__file__).resolve().parents[2]
-REGION = "eu-west-1"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def aws(moto_url: str, project: Project, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An empty account on moto, the demo spec in the project, and boto3 pointed at both."""
-    reset(moto_url)
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": moto_url}.items():
-        monkeypatch.setenv(name, value)
-    (project.root / "environments").mkdir()
-    shutil.copy(REPO / "environments" / "demo.yml", project.root / "environments" / "demo.yml")
-    return ec2(moto_url, REGION)
-
-
-def tags(**values: str) -> list[dict[str, str]]:
-    return [{"Key": key, "Value": value} for key, value in values.items()]
-
-
-def spec_of(resource_type: str, **values: str) -> list[dict[str, Any]]:
-    return [{"ResourceType": resource_type, "Tags": tags(**values)}]
-
-
-def seed_network(client: Any, env: str = "demo", subnet_cidrs: dict[str, str] | None = None) -> dict[str, str]:
-    """What `up` leaves for the network: the VPC, gateway, subnets, route table, tagged. Returns name -> id."""
-    mine = {ENV_TAG: env}
-    ids: dict[str, str] = {}
-    vpc = client.create_vpc(CidrBlock="10.60.0.0/16", TagSpecifications=spec_of("vpc", Name=f"{env}-vpc", **mine))
-    ids["vpc"] = vpc["Vpc"]["VpcId"]
-    igw = client.create_internet_gateway(TagSpecifications=spec_of("internet-gateway", Name=f"{env}-igw", **mine))
-    ids["igw"] = igw["InternetGateway"]["InternetGatewayId"]
-    client.attach_internet_gateway(InternetGatewayId=ids["igw"], VpcId=ids["vpc"])
-    cidrs = subnet_cidrs or {"eu-west-1a": "10.60.0.0/24", "eu-west-1b": "10.60.1.0/24", "eu-west-1c": "10.60.2.0/24"}
-    for zone, cidr in cidrs.items():
-        subnet = client.create_subnet(
-            VpcId=ids["vpc"], CidrBlock=cidr, AvailabilityZone=zone,
-            TagSpecifications=spec_of("subnet", Name=f"{env}-{zone}", **mine),
-        )  # fmt: skip
-        ids[zone] = subnet["Subnet"]["SubnetId"]
-    table = client.create_route_table(
-        VpcId=ids["vpc"], TagSpecifications=spec_of("route-table", Name=f"{env}-public", **mine)
-    )
-    client.create_route(
-        RouteTableId=table["RouteTable"]["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=ids["igw"]
-    )
-    return ids
 
 
 def plan(cli: Cli) -> dict[str, Any]:

@@ -1,16 +1,20 @@
 """``toolkit env``: environments on demand from environments/NAME.yml (docs/environments.md)."""
 
+import datetime as dt
+import sys
 from typing import Annotated
 
 import typer
 
 from toolkit import console
 from toolkit.cli.options import JsonOption
+from toolkit.environments.aws_down import Teardown, list_environments, take_down
 from toolkit.environments.aws_model import desired_resources
-from toolkit.environments.aws_state import read_environment_in
+from toolkit.environments.aws_state import aws_errors, ec2_client, read_environment_in
 from toolkit.environments.plan import make_plan
-from toolkit.environments.spec import load_spec
+from toolkit.environments.spec import known_specs, load_spec
 from toolkit.errors import UsageError
+from toolkit.exit_codes import ExitCode
 
 app = typer.Typer(help="Environments on demand: one spec, the lab or AWS, converged and verified.")
 
@@ -50,3 +54,90 @@ def plan(
         console.emit_json({"provider": provider, "region": spec.aws.region, **result.to_dict()})
     else:
         console.print_environment_plan(result, spec.aws.region)
+
+
+RegionOption = Annotated[
+    list[str] | None,
+    typer.Option("--region", help="AWS region to look in (repeatable). Default: the regions of environments/*.yml."),
+]
+
+
+def _regions(regions: list[str] | None) -> list[str]:
+    if regions:
+        return sorted(set(regions))
+    found = sorted({spec.aws.region for spec in known_specs() if spec.aws is not None})
+    if not found:
+        raise UsageError("no region to look in: no environments/*.yml with an aws section", hint="pass --region")
+    return found
+
+
+@app.command("list")
+def list_command(regions: RegionOption = None, json_output: JsonOption = False) -> None:
+    """The environments on AWS (found by their VPC's tags): owner, age, expiry, protection, hosts."""
+    now = dt.datetime.now(dt.UTC)
+    with aws_errors():
+        found = [env for region in _regions(regions) for env in list_environments(ec2_client(region), region)]
+    if json_output:
+        console.emit_json([env.to_dict(now) for env in found])
+    else:
+        console.print_environment_list(found, now)
+
+
+@app.command("down")
+def down(
+    name: Annotated[str, typer.Argument(help="The environment: environments/NAME.yml, or only its tag with --region.")],
+    region: Annotated[str | None, typer.Option("--region", help="Its region, when no spec names it.")] = None,
+    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws.")] = "aws",
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask for confirmation (required without a terminal).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete exactly the environment's resources (tag toolkit:environment=NAME), dependents first.
+
+    A protected environment (protected: true in its spec, or its VPC's toolkit:protected tag) is refused.
+    """
+    if provider != "aws":
+        raise UsageError(f"--provider {provider!r}: down supports aws (the lab's is `toolkit lab down`)")
+    spec = load_spec(name) if region is None else None
+    where = region or (spec.aws.region if spec is not None and spec.aws is not None else None)
+    if where is None:
+        raise UsageError(f"environment {name}: its spec has no aws section", hint="pass --region")
+    with aws_errors():
+        client = ec2_client(where)
+        listed = [env for env in list_environments(client, where) if env.name == name]
+        if (spec is not None and spec.protected) or any(env.protected for env in listed):
+            raise UsageError(f"environment {name} is protected: down refuses it", hint="unprotect it in its spec first")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"down deletes every resource of {name} in {where}", hint="pass --yes")
+            typer.confirm(f"Delete every resource of {name} in {where}?", abort=True)
+        result = take_down(client, name)
+    _report_teardowns([result], json_output)
+
+
+@app.command("reap")
+def reap(
+    regions: RegionOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what has expired.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Take down every environment whose time to live has passed (never a protected one). For cron, like drift."""
+    now = dt.datetime.now(dt.UTC)
+    results: list[Teardown] = []
+    with aws_errors():
+        for region in _regions(regions):
+            client = ec2_client(region)
+            for env in list_environments(client, region):
+                if env.expired(now):
+                    results.append(Teardown(env.name) if dry_run else take_down(client, env.name))
+    _report_teardowns(results, json_output, dry_run=dry_run)
+
+
+def _report_teardowns(results: list[Teardown], json_output: bool, *, dry_run: bool = False) -> None:
+    if json_output:
+        console.emit_json({"dry_run": dry_run, "environments": [r.to_dict() for r in results]})
+    else:
+        console.print_teardowns(results, dry_run=dry_run)
+    if any(r.failed for r in results):
+        raise typer.Exit(int(ExitCode.TASK_FAILED))

@@ -5,7 +5,8 @@ resources (a subnet's VPC, an instance's security group) are given by the other 
 writes them, and become ``?ID`` when the referenced resource is not the environment's.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from toolkit.environments.aws_model import ENV_TAG, Resource, resource, sort_rules, tags_text
@@ -47,6 +48,11 @@ def read_environment(client: Client, env: str) -> list[Resource]:
     keys = client.describe_key_pairs(Filters=tagged)["KeyPairs"]
     live = [{"Name": "instance-state-name", "Values": _LIVE_INSTANCE_STATES}]
     instances = _reservations(client, Filters=tagged + live)
+    # The filter asked for the tag; checked here too, so no quirk of a filter puts another's resource in a plan.
+    vpcs, gateways, subnets, tables, nats, groups, keys, instances = (
+        [item for item in items if _tags(item).get(ENV_TAG) == env]
+        for items in (vpcs, gateways, subnets, tables, nats, groups, keys, instances)
+    )
 
     names: dict[str, str] = {}
     for items, id_key in ((vpcs, "VpcId"), (gateways, "InternetGatewayId"), (subnets, "SubnetId")):
@@ -130,19 +136,26 @@ def ingress_of(group: dict[str, Any], named: Callable[[str | None], str]) -> lis
     return sort_rules(tcp) + sorted(rules - tcp)
 
 
-def read_environment_in(region: str, env: str) -> list[Resource]:
-    """read_environment with a client for region, from the credentials and endpoint boto3 finds.
+def ec2_client(region: str) -> Client:
+    """An EC2 client for region, from the credentials and endpoint boto3 finds (AWS_PROFILE, AWS_ENDPOINT_URL, ...)."""
+    import boto3
+
+    # A session of its own: the process-wide default one would keep the credentials it first found.
+    return boto3.session.Session().client("ec2", region_name=region)
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """AWS's failures as toolkit's one-line errors.
 
     Raises:
         UsageError: no credentials.
-        ToolkitError: AWS refused the calls (exit 1) or could not be reached (exit 4).
+        ToolkitError: AWS refused a call (exit 1) or could not be reached (exit 4).
     """
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     try:
-        # A session of its own: the process-wide default one would keep the credentials it first found.
-        return read_environment(boto3.session.Session().client("ec2", region_name=region), env)
+        yield
     except NoCredentialsError:
         raise UsageError(
             "no AWS credentials", hint="set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -154,3 +167,9 @@ def read_environment_in(region: str, env: str) -> list[Resource]:
         raise ToolkitError(f"AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
     except BotoCoreError as exc:
         raise ToolkitError(f"AWS: {exc}") from None
+
+
+def read_environment_in(region: str, env: str) -> list[Resource]:
+    """read_environment in region, AWS's failures as one-line errors (see aws_errors)."""
+    with aws_errors():
+        return read_environment(ec2_client(region), env)

@@ -159,6 +159,17 @@ def load_spec(name: str, *, now: dt.datetime | None = None) -> EnvironmentSpec:
     return parse_spec(document, path, now=now or dt.datetime.now(dt.UTC))
 
 
+def known_specs() -> list[EnvironmentSpec]:
+    """Every spec in environments/ that checks out (the others are for `toolkit env show` to complain about)."""
+    found = []
+    for path in sorted(environments_dir().glob("*.yml")):
+        try:
+            found.append(load_spec(path.stem))
+        except SpecError:
+            continue
+    return found
+
+
 def parse_spec(document: Any, path: Path, *, now: dt.datetime) -> EnvironmentSpec:
     read = _Reader(path)
     top = read.mapping(document, "top level", _KEYS)

@@ -150,3 +150,13 @@ def test_reap_takes_down_the_expired_environments_only(cli: Cli, aws: Any) -> No
     assert [e["environment"] for e in json.loads(reaped.out)["environments"]] == ["demo"]
     assert tagged_anything(aws, "demo") == {}
     assert tagged_anything(aws, "fresh") and tagged_anything(aws, "kept")
+
+
+def test_an_environment_whose_spec_has_expired_can_still_be_taken_down(cli: Cli, aws: Any, project: Project) -> None:
+    seed_environment(aws, "demo", vpc_tags=EXPIRED)
+    spec = project.root / "environments" / "demo.yml"
+    spec.write_text(spec.read_text().replace("ttl: 8h ", "expires_at: 2026-01-01T00:00:00Z "))
+    assert cli("env", "show", "demo").code == 2  # as a spec to build from, it is refused
+    outcome = cli("env", "down", "demo", "--yes")
+    assert outcome.code == 0, outcome.err
+    assert tagged_anything(aws, "demo") == {}

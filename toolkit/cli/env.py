@@ -99,7 +99,9 @@ def down(
     """
     if provider != "aws":
         raise UsageError(f"--provider {provider!r}: down supports aws (the lab's is `toolkit lab down`)")
-    spec = load_spec(name) if region is None else None
+    # Checked as of the epoch: down needs the spec's region and protection, and an expiry in the past is no
+    # error here; an expired environment is what down is for.
+    spec = load_spec(name, now=dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) if region is None else None
     where = region or (spec.aws.region if spec is not None and spec.aws is not None else None)
     if where is None:
         raise UsageError(f"environment {name}: its spec has no aws section", hint="pass --region")

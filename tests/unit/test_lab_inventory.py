@@ -181,3 +181,11 @@ def test_a_bare_host_takes_a_free_lab_address_and_a_name_no_lab_host_has() -> No
     ):
         with pytest.raises(LabError):
             profiles.bare_host(name, address)
+
+
+def test_a_taken_address_is_refused_naming_the_taken_ranges_from_the_profiles() -> None:
+    from toolkit.errors import LabError
+
+    with pytest.raises(LabError) as refused:
+        profiles.bare_host("new-1", "10.242.10.12")
+    assert refused.value.message.endswith("(taken by lab hosts and the gateway: .1, .11-.13, .21-.22, .31, .101-.120)")

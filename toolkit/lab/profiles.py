@@ -74,6 +74,17 @@ def all_hosts() -> list[LabHost]:
     return list(_HOSTS.values())
 
 
+def _ranges(addresses: list[str]) -> str:
+    """Sorted addresses as runs of their last octet: 10.242.10.1, .11-.13, .21-.22."""
+    runs: list[list[int]] = []
+    for octet in (int(address.rsplit(".", 1)[1]) for address in addresses):
+        if runs and octet == runs[-1][-1] + 1:
+            runs[-1].append(octet)
+        else:
+            runs.append([octet])
+    return ", ".join(f".{run[0]}" + (f"-.{run[-1]}" if len(run) > 1 else "") for run in runs)
+
+
 def bare_host(name: str, address: str) -> LabHost:
     """A bare host for `toolkit lab bare`: on the lab network, clear of the profiles' names and addresses.
 
@@ -95,6 +106,7 @@ def bare_host(name: str, address: str) -> LabHost:
     taken = {host.address for host in _HOSTS.values()} | {GATEWAY}
     if ip not in network or str(ip) in taken or ip in (network.network_address, network.broadcast_address):
         raise LabError(
-            f"{address} is not a free address of the lab network {SUBNET} (lab hosts use .11-.31 and .101-.120)"
+            f"{address} is not a free address of the lab network {SUBNET} (taken by lab hosts and the gateway: "
+            f"{_ranges(sorted(taken, key=ipaddress.ip_address))})"
         )
     return LabHost(name, str(ip), ())

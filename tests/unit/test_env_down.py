@@ -18,17 +18,22 @@ def iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-NOW = dt.datetime.now(dt.UTC)
-EXPIRED = {
-    "owner": "alice",
-    "toolkit:created-at": iso(NOW - dt.timedelta(hours=9)),
-    "toolkit:expires-at": iso(NOW - dt.timedelta(hours=1)),
-}
-ALIVE = {
-    "owner": "bob",
-    "toolkit:created-at": iso(NOW - dt.timedelta(hours=1)),
-    "toolkit:expires-at": iso(NOW + dt.timedelta(hours=7)),
-}
+def lifetime(owner: str, created_hours_ago: int, expires_in_hours: int) -> dict[str, str]:
+    """The VPC tags `up` writes, relative to now (a module-level "now" would age during a long test session)."""
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "owner": owner,
+        "toolkit:created-at": iso(now - dt.timedelta(hours=created_hours_ago)),
+        "toolkit:expires-at": iso(now + dt.timedelta(hours=expires_in_hours)),
+    }
+
+
+def expired() -> dict[str, str]:
+    return lifetime("alice", created_hours_ago=9, expires_in_hours=-1)
+
+
+def alive() -> dict[str, str]:
+    return lifetime("bob", created_hours_ago=1, expires_in_hours=7)
 
 
 def tagged_anything(client: Any, env: str) -> dict[str, list[str]]:
@@ -61,8 +66,8 @@ def tagged_anything(client: Any, env: str) -> dict[str, list[str]]:
 
 
 def test_list_shows_each_environment_with_owner_age_expiry_and_hosts(cli: Cli, aws: Any) -> None:
-    seed_environment(aws, "demo", vpc_tags=EXPIRED)
-    seed_environment(aws, "staging", vpc_tags={**ALIVE, "toolkit:protected": "true"})
+    seed_environment(aws, "demo", vpc_tags=expired())
+    seed_environment(aws, "staging", vpc_tags={**alive(), "toolkit:protected": "true"})
     outcome = cli("env", "list", "--json")
     assert outcome.code == 0, outcome.err
     listed = {env["name"]: env for env in json.loads(outcome.out)}
@@ -75,8 +80,8 @@ def test_list_shows_each_environment_with_owner_age_expiry_and_hosts(cli: Cli, a
 
 
 def test_down_deletes_every_tagged_resource_and_nothing_else(cli: Cli, aws: Any) -> None:
-    ids = seed_environment(aws, "demo", vpc_tags=ALIVE)
-    seed_environment(aws, "other", vpc_tags=ALIVE)
+    ids = seed_environment(aws, "demo", vpc_tags=alive())
+    seed_environment(aws, "other", vpc_tags=alive())
     # Pre-existing untagged resources, one of them named like the environment's.
     untagged_vpc = aws.create_vpc(CidrBlock="10.70.0.0/16", TagSpecifications=spec_of("vpc", Name="demo-vpc"))["Vpc"][
         "VpcId"
@@ -106,25 +111,25 @@ def test_down_deletes_every_tagged_resource_and_nothing_else(cli: Cli, aws: Any)
 
 
 def test_a_protected_environment_is_refused_by_its_spec_or_its_tag(cli: Cli, aws: Any, project: Project) -> None:
-    seed_environment(aws, "demo", vpc_tags={**ALIVE, "toolkit:protected": "true"})
+    seed_environment(aws, "demo", vpc_tags={**alive(), "toolkit:protected": "true"})
     refused = cli("env", "down", "demo", "--yes")
     assert refused.code == 2 and "environment demo is protected" in refused.err
     spec = project.root / "environments" / "demo.yml"
     spec.write_text(spec.read_text().replace("ttl: 8h ", "protected: true\nttl: 8h "))
-    seed_environment(aws, "demo2", vpc_tags=ALIVE)
+    seed_environment(aws, "demo2", vpc_tags=alive())
     assert cli("env", "down", "demo", "--yes").code == 2
     assert set(tagged_anything(aws, "demo")) >= {"instances", "vpcs"}
 
 
 def test_down_without_a_terminal_needs_yes(cli: Cli, aws: Any) -> None:
-    seed_environment(aws, "demo", vpc_tags=ALIVE)
+    seed_environment(aws, "demo", vpc_tags=alive())
     outcome = cli("env", "down", "demo")
     assert outcome.code == 2 and "pass --yes" in outcome.err
     assert tagged_anything(aws, "demo")
 
 
 def test_a_resource_of_someone_else_inside_the_vpc_is_left_and_reported(cli: Cli, aws: Any) -> None:
-    ids = seed_environment(aws, "demo", vpc_tags=ALIVE)
+    ids = seed_environment(aws, "demo", vpc_tags=alive())
     stranger = aws.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=ids["eu-west-1c"])["Instances"][0]
     outcome = cli("env", "down", "demo", "--yes", "--json")
     assert outcome.code == 1
@@ -138,9 +143,9 @@ def test_a_resource_of_someone_else_inside_the_vpc_is_left_and_reported(cli: Cli
 
 
 def test_reap_takes_down_the_expired_environments_only(cli: Cli, aws: Any) -> None:
-    seed_environment(aws, "demo", vpc_tags=EXPIRED)
-    seed_environment(aws, "fresh", vpc_tags=ALIVE)
-    seed_environment(aws, "kept", vpc_tags={**EXPIRED, "toolkit:protected": "true"})
+    seed_environment(aws, "demo", vpc_tags=expired())
+    seed_environment(aws, "fresh", vpc_tags=alive())
+    seed_environment(aws, "kept", vpc_tags={**expired(), "toolkit:protected": "true"})
     dry = cli("env", "reap", "--dry-run", "--json")
     assert dry.code == 0, dry.err
     assert [e["environment"] for e in json.loads(dry.out)["environments"]] == ["demo"]
@@ -153,7 +158,7 @@ def test_reap_takes_down_the_expired_environments_only(cli: Cli, aws: Any) -> No
 
 
 def test_an_environment_whose_spec_has_expired_can_still_be_taken_down(cli: Cli, aws: Any, project: Project) -> None:
-    seed_environment(aws, "demo", vpc_tags=EXPIRED)
+    seed_environment(aws, "demo", vpc_tags=expired())
     spec = project.root / "environments" / "demo.yml"
     spec.write_text(spec.read_text().replace("ttl: 8h ", "expires_at: 2026-01-01T00:00:00Z "))
     assert cli("env", "show", "demo").code == 2  # as a spec to build from, it is refused

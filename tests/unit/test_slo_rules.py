@@ -4,7 +4,6 @@ promtool's unit tests run on rules generated here from a test SLO: a healthy ser
 outage fires the fast burn (page) within minutes and the slow burn (ticket) later, and the budget empties.
 """
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -14,11 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit.plugins.loader import load_plugin
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("slo_rules", REPO / "plugins" / "filter" / "slo_rules.py")
-assert _spec and _spec.loader
-slo_rules = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(slo_rules)
+slo_rules = load_plugin("filter/slo_rules.py", "slo_rules_under_test")
 
 PROBE = {
     "name": "probe-availability",

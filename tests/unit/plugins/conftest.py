@@ -4,7 +4,6 @@ moto is slow (about 10 ms per instance launched and 4 ms per instance listed), s
 and listed once through our plugin and once through amazon.aws.aws_ec2; the tests share those answers.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit.plugins.loader import load_plugin as load_plugin_module
 from tests.unit.plugins.moto_fleet import Batch, ec2, env_for, launch, moto_server, scrubbed_environ
 
 REPO = Path(__file__).resolve().parents[3]
@@ -31,15 +31,7 @@ LONG_VALUE = "long-" + "x" * 250
 
 def load_plugin() -> ModuleType:
     """The plugin as a module of its own, as Ansible's loader would import it (it must not need toolkit)."""
-    name = "aws_fleet_under_test"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PLUGIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_plugin_module("inventory/aws_fleet.py", "aws_fleet_under_test")
 
 
 @pytest.fixture(scope="session")

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
+from tests.unit.plugins.loader import load_plugin
+
 REPO = Path(__file__).resolve().parents[3]
-PLUGIN = REPO / "plugins" / "filter" / "alert_for.py"
 RULES = REPO / "roles" / "prometheus" / "files" / "rules"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("alert_for", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-alert_for = _load()
+alert_for = load_plugin("filter/alert_for.py", "alert_for_under_test")
 
 
 def _for_of(text: str) -> dict[str, str | None]:

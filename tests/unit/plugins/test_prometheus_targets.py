@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.unit.plugins.loader import load_plugin
+
 REPO = Path(__file__).resolve().parents[3]
 PLUGIN = REPO / "plugins" / "filter" / "prometheus_targets.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("prometheus_targets", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-targets = _load()
+targets = load_plugin("filter/prometheus_targets.py", "prometheus_targets_under_test")
 LABELS = {"env": ["toolkit_env"], "cluster": ["toolkit_cluster", "cassandra_cluster_name"], "dc": ["cassandra_dc"]}
 HOSTVARS: dict[str, dict[str, Any]] = {
     "cassandra-1": {

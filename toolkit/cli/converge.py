@@ -36,7 +36,7 @@ from toolkit.runner.extravars import parse_extra_vars
 from toolkit.runner.inventory import LoadedInventory, resolved_from
 from toolkit.services import ServiceCoverage, play_services, playbook_for, services_in
 from toolkit.slo import gate
-from toolkit.slo.locate import gate_settings
+from toolkit.slo.locate import GateSettings, gate_settings
 
 
 @contextmanager
@@ -103,15 +103,14 @@ def converge(
     loaded = load_inventory(inventory, limit)
     resolved = resolved_from(loaded, limit)
     state = state_paths()
-    settings = RunSettings.from_env(
-        state, lock_wait
-    )  # a bad TOOLKIT_STRATEGY stops here, before the gate and the live view
+    # A bad TOOLKIT_STRATEGY stops here, before the gate and the live view.
+    settings = RunSettings.from_env(state, lock_wait)
     notes = [note.strip()] if note and note.strip() else []
     if not check:
-        notes += filter(None, [budget_gate(service, loaded, reason, json_output)])
-        extra = replace(
-            extra, inline={**extra.inline, **batch_gate_vars(service, loaded, budget_forced=reason is not None)}
-        )
+        gate_config = gate_settings(loaded)
+        notes += filter(None, [budget_gate(service, gate_config, reason, json_output)])
+        between_batches = batch_gate_vars(service, loaded, gate_config, budget_forced=reason is not None)
+        extra = replace(extra, inline={**extra.inline, **between_batches})
     run = PlaybookRun(
         kind="converge",
         target=service,
@@ -144,20 +143,21 @@ def converge(
     raise typer.Exit(int(result.exit_code))
 
 
-def batch_gate_vars(service: str, loaded: LoadedInventory, *, budget_forced: bool) -> dict[str, Any]:
+def batch_gate_vars(
+    service: str, loaded: LoadedInventory, settings: GateSettings, *, budget_forced: bool
+) -> dict[str, Any]:
     """The command the rolling plays run between batches (playbooks/tasks/batch_gate.yml), unless the gate is off."""
-    if gate_settings(loaded).mode == "off":
+    if settings.mode == "off":
         return {}
     command = [str(default_toolkit()), "slo", "gate", service, "--inventory", str(loaded.source)]
     return {"toolkit_batch_gate": command + (["--budget-forced"] if budget_forced else [])}
 
 
-def budget_gate(service: str, loaded: LoadedInventory, forced_reason: str | None, json_output: bool) -> str | None:
+def budget_gate(service: str, settings: GateSettings, forced_reason: str | None, json_output: bool) -> str | None:
     """Ask the budget gate whether SERVICE may change now; exit 6 if not (nothing has run).
 
     Returns the note the run history keeps: the override's reason and what it overrode.
     """
-    settings = gate_settings(loaded)
     decision = gate.evaluate(settings, services_in(service))
     allowed = decision.override(forced_reason)
     console.print_gate_decision(decision)

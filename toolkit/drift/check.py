@@ -52,10 +52,6 @@ class DriftRequest:
     forced_reason: str | None = None
 
 
-def _utc(timestamp: float) -> str:
-    return utc_iso(timestamp)
-
-
 class DriftCheck:
     def __init__(
         self,
@@ -106,7 +102,7 @@ class DriftCheck:
         report = DriftReport.build(
             self.request.target, self.services, result, collector, triage(collector.resources, self.rules, self.today)
         )
-        self.store.record(report, str(inventory.source), _utc(time.time()), remediated=phase == "recheck")
+        self.store.record(report, str(inventory.source), utc_iso(), remediated=phase == "recheck")
         # The run's own verdict at once (drift: 3, not the check's 0), so it holds even if a remediation fails.
         self.history.amend(result.run_id, exit_code=int(report.exit_code), detail=report.to_dict())
         return report

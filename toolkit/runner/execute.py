@@ -178,10 +178,6 @@ def _vault_password_file(run: PlaybookRun) -> Iterator[tuple[Path | None, list[s
         Path(name).unlink(missing_ok=True)
 
 
-def _utc(timestamp: float) -> str:
-    return utc_iso(timestamp)
-
-
 def run_playbook(
     run: PlaybookRun,
     settings: RunSettings,
@@ -210,7 +206,7 @@ def run_playbook(
             inventory=str(run.inventory.source),
             limit=run.inventory.limit,
             check=run.check,
-            started_at=_utc(started),
+            started_at=utc_iso(started),
             artifacts=str(run_dir.artifacts),
             note=run.note,
         )
@@ -254,7 +250,7 @@ def run_playbook(
             artifacts.scrub(run_dir, secrets)
             history.finish(
                 run_dir.run_id,
-                finished_at=_utc(time.time()),
+                finished_at=utc_iso(),
                 duration=time.time() - started,
                 status="error",
                 exit_code=int(ExitCode.TASK_FAILED),
@@ -281,7 +277,7 @@ def run_playbook(
             check=run.check,
             status=status,
             exit_code=exit_code,
-            started_at=_utc(started),
+            started_at=utc_iso(started),
             duration=duration,
             hosts={
                 name: HostSummary(stats=host_stats, duration=tracker.host(name).duration)
@@ -294,7 +290,7 @@ def run_playbook(
             artifacts=run_dir.artifacts,
             error=error,
         )
-        history.record_finish(result, _utc(time.time()))
+        history.record_finish(result, utc_iso())
         artifacts.rotate(
             settings.state.runs, settings.keep_runs, current=run_dir.run_id, active=history.active_run_ids()
         )

@@ -130,9 +130,11 @@ def take_down(client: Client, env: str, *, wait: Callable[[str, list[str]], None
         key = "InstanceIds" if name == "instance_terminated" else "NatGatewayIds"
         client.get_waiter(name).wait(**{key: ids}, WaiterConfig={"Delay": 5, "MaxAttempts": 120})
 
+    def named(raw: dict[str, Any], resource_id: str) -> str:
+        return _tags(raw).get("Name") or raw.get("GroupName") or raw.get("KeyName") or resource_id
+
     def label(kind: str, raw: dict[str, Any], resource_id: str) -> str:
-        name = _tags(raw).get("Name") or raw.get("GroupName") or raw.get("KeyName") or resource_id
-        return f"{kind} {name} ({resource_id})"
+        return f"{kind} {named(raw, resource_id)} ({resource_id})"
 
     def attempt(kind: str, raw: dict[str, Any], id_key: str, delete: Callable[[], Any], keep: str = "") -> None:
         resource_id = raw[id_key]
@@ -146,8 +148,7 @@ def take_down(client: Client, env: str, *, wait: Callable[[str, list[str]], None
             code, message = error.get("Code", type(exc).__name__), error.get("Message", str(exc))
             result.failed.append(f"{label(kind, raw, resource_id)}: {code}: {message}")
             return
-        name = _tags(raw).get("Name") or raw.get("GroupName") or raw.get("KeyName") or resource_id
-        result.deleted.append(Step("delete", kind, name, resource_id))
+        result.deleted.append(Step("delete", kind, named(raw, resource_id), resource_id))
 
     vpcs = _mine(client.describe_vpcs(Filters=tagged)["Vpcs"], env)
     vpc_ids = [vpc["VpcId"] for vpc in vpcs]

@@ -700,6 +700,19 @@ def print_environment_plan(plan: EnvironmentPlan, region: str) -> None:
     out.print(f"{counts}; {plan.count('keep')} unchanged" + ("" if plan.changes_anything else " (nothing to do)"))
 
 
+def print_environment_up(before: EnvironmentPlan, after: EnvironmentPlan) -> None:
+    """What `env up` did, as the plans before and after it tell; what is still to do is a failure to look at."""
+    left = [step for step in after.steps if step.action in ("create", "change")]
+    out.print(
+        f"[bold]up[/bold] {after.environment}: {before.count('create')} to create and {before.count('change')} to"
+        f" change before, {len(left)} after; {after.count('keep')} in place"
+    )
+    for step in left:
+        err.print(f"[failed]still to {step.action}[/failed] {step.kind} {escape(step.name)}")
+    if after.count("delete"):
+        out.print(f"{after.count('delete')} resource(s) no longer in the spec are left for `toolkit env down`")
+
+
 def _fmt_age(seconds: float) -> str:
     """A lifetime to the minute: 2d 3h, 5h 12m, 7m."""
     minutes = int(seconds // 60)

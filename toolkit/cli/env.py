@@ -7,14 +7,18 @@ from typing import Annotated
 import typer
 
 from toolkit import console
-from toolkit.cli.options import JsonOption
+from toolkit.cli.converge import cancel_on_signals
+from toolkit.cli.options import JsonOption, VerboseOption
 from toolkit.environments.aws_down import Teardown, list_environments, take_down
-from toolkit.environments.aws_model import desired_resources
-from toolkit.environments.aws_state import aws_errors, ec2_client, read_environment_in
+from toolkit.environments.aws_model import aws_settings, desired_resources
+from toolkit.environments.aws_state import aws_errors, ec2_client, read_environment, read_environment_in
+from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
 from toolkit.environments.plan import make_plan
 from toolkit.environments.spec import known_specs, load_spec
 from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
+from toolkit.paths import state_paths
+from toolkit.runner.execute import RunSettings, run_playbook
 
 app = typer.Typer(help="Environments on demand: one spec, the lab or AWS, converged and verified.")
 
@@ -46,14 +50,64 @@ def plan(
     if provider != "aws":
         raise UsageError(f"--provider {provider!r}: plan supports aws (the lab's plan is still to come)")
     spec = load_spec(name)
-    if spec.aws is None:
-        raise UsageError(f"{spec.path.name}: no aws section: the environment cannot be planned on AWS")
-    desired = desired_resources(spec)
-    result = make_plan(spec.name, desired, read_environment_in(spec.aws.region, spec.name))
+    aws = aws_settings(spec)
+    result = make_plan(spec.name, desired_resources(spec), read_environment_in(aws.region, spec.name))
     if json_output:
-        console.emit_json({"provider": provider, "region": spec.aws.region, **result.to_dict()})
+        console.emit_json({"provider": provider, "region": aws.region, **result.to_dict()})
     else:
-        console.print_environment_plan(result, spec.aws.region)
+        console.print_environment_plan(result, aws.region)
+
+
+@app.command("up")
+def up(
+    name: Annotated[str, typer.Argument(help="The environment: environments/NAME.yml.")],
+    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws.")] = "aws",
+    resources_only: Annotated[
+        bool,
+        typer.Option(
+            "--resources-only", help="Create or update the resources and stop: no SSH, bootstrap, converge or verify."
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = 0,
+) -> None:
+    """Build the environment: the plan's create and change steps, with amazon.aws modules (playbooks/_env_aws.yml).
+
+    Idempotent by tags: a second `up` finds every resource and changes nothing; a grown count adds hosts. `up`
+    never deletes (a resource the spec no longer has stays until `down`).
+    """
+    if provider != "aws":
+        raise UsageError(f"--provider {provider!r}: up supports aws (the lab's is still to come)")
+    if not resources_only:
+        raise UsageError(
+            "env up on aws: configuring the hosts (SSH, bootstrap, converge site, verify) is still to come",
+            hint="pass --resources-only, then bootstrap and converge with inventories/aws",
+        )
+    spec = load_spec(name)
+    aws = aws_settings(spec)
+    state = state_paths()
+    settings = RunSettings.from_env(state)
+    now = dt.datetime.now(dt.UTC)
+    with aws_errors():
+        client = ec2_client(aws.region)
+        before = make_plan(spec.name, desired_resources(spec), read_environment(client, spec.name))
+        created = created_at(client, spec.name, now)
+    public_key = environment_key(state, name).with_suffix(".pub").read_text().strip()
+    if not json_output:
+        console.print_environment_plan(before, aws.region)
+    run = up_run(spec, up_variables(spec, public_key, created), verbose)
+    with cancel_on_signals() as cancel, console.RunView(f"env up {name}", ("localhost",), verbose=verbose) as view:
+        result = run_playbook(run, settings, observer=view.handle, cancel=cancel)
+    console.print_run_summary(result)
+    after = make_plan(spec.name, desired_resources(spec), read_environment_in(aws.region, spec.name))
+    if json_output:
+        console.emit_json(
+            {"provider": provider, "region": aws.region, "before": before.to_dict(), "after": after.to_dict(),
+             "run": result.to_dict()}
+        )  # fmt: skip
+    else:
+        console.print_environment_up(before, after)
+    raise typer.Exit(int(result.exit_code))
 
 
 RegionOption = Annotated[

@@ -13,6 +13,7 @@ from toolkit.errors import UsageError
 
 ENV_TAG = "toolkit:environment"
 OWNER_TAG = "owner"
+CREATED_TAG = "toolkit:created-at"
 EXPIRES_TAG = "toolkit:expires-at"
 PROTECTED_TAG = "toolkit:protected"
 
@@ -53,11 +54,17 @@ def security_group_name(env: str, service: str) -> str:
     return f"{env}-{service}"
 
 
-def ingress_rules(spec: EnvironmentSpec, aws: AwsSettings, service: str) -> list[str]:
-    """The ingress rules of a service's security group: ``tcp/PORT from SOURCE``, sorted, no duplicates.
+def subnet_name(env: str, zone: str) -> str:
+    return f"{env}-{zone}"
 
-    SOURCE is a CIDR or ``sg:NAME`` (another of the environment's security groups).
-    """
+
+def key_pair_name(env: str) -> str:
+    return f"toolkit-{env}"
+
+
+def ingress_sources(spec: EnvironmentSpec, aws: AwsSettings, service: str) -> set[tuple[int, str]]:
+    """Who may reach a service's hosts: (TCP port, SOURCE) pairs, SOURCE a CIDR or ``sg:NAME`` (another of the
+    environment's security groups)."""
     present = {host.service for host in spec.hosts}
     sources = {
         "peers": [f"sg:{security_group_name(spec.name, service)}"],
@@ -65,12 +72,12 @@ def ingress_rules(spec: EnvironmentSpec, aws: AwsSettings, service: str) -> list
         "clients": [str(cidr) for cidr in aws.client_cidrs],
         "admin": [str(cidr) for cidr in aws.admin_cidrs],
     }
-    rules = {
-        f"tcp/{port} from {source}"
-        for port, who in (*SERVICE_PORTS[service], *EVERY_HOST_PORTS)
-        for source in sources[who]
-    }
-    return sort_rules(rules)
+    return {(port, source) for port, who in (*SERVICE_PORTS[service], *EVERY_HOST_PORTS) for source in sources[who]}
+
+
+def ingress_rules(spec: EnvironmentSpec, aws: AwsSettings, service: str) -> list[str]:
+    """The ingress rules of a service's security group: ``tcp/PORT from SOURCE``, sorted, no duplicates."""
+    return sort_rules({f"tcp/{port} from {source}" for port, source in ingress_sources(spec, aws, service)})
 
 
 def sort_rules(rules: set[str]) -> list[str]:
@@ -93,31 +100,40 @@ def instance_tags(spec: EnvironmentSpec, host: HostPlan) -> dict[str, str]:
     return tags
 
 
+def aws_settings(spec: EnvironmentSpec) -> AwsSettings:
+    """The spec's aws section.
+
+    Raises:
+        UsageError: it has none.
+    """
+    if spec.aws is None:
+        raise UsageError(f"{spec.path.name}: no aws section: the environment cannot be built on AWS")
+    return spec.aws
+
+
 def desired_resources(spec: EnvironmentSpec) -> list[Resource]:
     """Every resource the environment holds on AWS, in creation order.
 
     Raises:
         UsageError: the spec has no aws section.
     """
-    aws = spec.aws
-    if aws is None:
-        raise UsageError(f"{spec.path.name}: no aws section: the environment cannot be built on AWS")
+    aws = aws_settings(spec)
     env = spec.name
     found = [
         resource("vpc", f"{env}-vpc", cidr=str(aws.vpc_cidr)),
         resource("internet_gateway", f"{env}-igw", vpc=f"{env}-vpc"),
     ]
     found += [
-        resource("subnet", f"{env}-{zone}", vpc=f"{env}-vpc", zone=zone, cidr=str(aws.subnets[zone]))
+        resource("subnet", subnet_name(env, zone), vpc=f"{env}-vpc", zone=zone, cidr=str(aws.subnets[zone]))
         for zone in aws.azs
     ]
     found.append(resource("route_table", f"{env}-public", vpc=f"{env}-vpc", default_route=f"{env}-igw"))
     if aws.nat_gateway:
-        found.append(resource("nat_gateway", f"{env}-nat", subnet=f"{env}-{aws.azs[0]}"))
+        found.append(resource("nat_gateway", f"{env}-nat", subnet=subnet_name(env, aws.azs[0])))
     for service in sorted({host.service for host in spec.hosts}):
         rules = ingress_rules(spec, aws, service)
         found.append(resource("security_group", security_group_name(env, service), ingress=", ".join(rules)))
-    found.append(resource("key_pair", f"toolkit-{env}"))
+    found.append(resource("key_pair", key_pair_name(env)))
     for host in spec.hosts:
         zone = host.az or aws.azs[0]
         tags = instance_tags(spec, host)
@@ -126,9 +142,9 @@ def desired_resources(spec: EnvironmentSpec) -> list[Resource]:
                 "instance",
                 host.name,
                 instance_type=host.instance_type,
-                subnet=f"{env}-{zone}",
+                subnet=subnet_name(env, zone),
                 security_group=security_group_name(env, host.service),
-                key_pair=f"toolkit-{env}",
+                key_pair=key_pair_name(env),
                 tags=tags_text(tags),
             )
         )

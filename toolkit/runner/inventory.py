@@ -28,10 +28,11 @@ class ResolvedInventory:
     source: Path
     hosts: tuple[str, ...]
     limit: str | None
+    lock: str | None = None  # what runs against it serialise on; default: the source
 
     @property
     def lock_key(self) -> str:
-        return str(self.source)
+        return self.lock or str(self.source)
 
 
 @contextmanager

@@ -1,0 +1,198 @@
+"""`toolkit env up NAME --provider aws --resources-only`: playbooks/_env_aws.yml's amazon.aws modules against
+moto's EC2 server on loopback, then the project's inventory plugin and `down` over what they built.
+
+One environment is brought up, checked resource by resource, brought up again (nothing new), grown by a replica,
+listed through plugins/inventory/aws_fleet.py and taken down: each `up` is a real ansible-playbook run, so the
+lifecycle shares them rather than paying for one per test.
+"""
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.aws_env import REGION, spec_of
+from tests.unit.conftest import CliOutcome, Project
+from tests.unit.plugins.conftest import aws_env, listed, plain, write_config
+from toolkit.environments.aws_model import ENV_TAG
+from toolkit.environments.aws_state import ingress_of
+
+Cli = Callable[..., CliOutcome]
+REPO = Path(__file__).resolve().parents[2]
+MOTO_ACCOUNT = "123456789012"  # the account moto's server plays; images it registers are owned by it
+
+
+def tagged(client: Any, describe: str, key: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = getattr(client, describe)(Filters=[{"Name": f"tag:{ENV_TAG}", "Values": ["demo"]}])
+    return list(found[key])
+
+
+def tags_of(item: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or ()}
+
+
+def instances(client: Any) -> list[dict[str, Any]]:
+    live = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    mine = [{"Name": f"tag:{ENV_TAG}", "Values": ["demo"]}]
+    reservations = client.describe_instances(Filters=mine + live)["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def register_image(client: Any, name: str) -> str:
+    image: str = client.register_image(
+        Name=name, Architecture="x86_64", RootDeviceName="/dev/xvda", VirtualizationType="hvm"
+    )["ImageId"]
+    return image
+
+
+@pytest.fixture
+def account(aws: Any, project: Project) -> Any:
+    """moto with two Debian images of its own account (the spec's owner rewritten to it), and the project holding
+    the real playbook and controller inventory."""
+    for relative in ("playbooks/_env_aws.yml", "inventories/controller.yml"):
+        (project.root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / relative, project.root / relative)
+    spec_file = project.root / "environments" / "demo.yml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["aws"]["image"]["owner"] = MOTO_ACCOUNT
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return aws
+
+
+def up(cli: Cli) -> dict[str, Any]:
+    outcome = cli("env", "up", "demo", "--resources-only", "--json")
+    assert outcome.code == 0, outcome.out + outcome.err
+    document: dict[str, Any] = json.loads(outcome.out)
+    return document
+
+
+def fleet_inventory(directory: Path, moto_url: str) -> dict[str, Any]:
+    """The environment as plugins/inventory/aws_fleet.py lists it, through ansible-inventory."""
+    config = {
+        "plugin": "aws_fleet",
+        "regions": [REGION],
+        "filters": {"tag:env": "demo"},
+        "hostnames": ["tag:Name"],
+        "ansible_host": ["private-ip-address"],
+        "group_by_tags": ["cluster"],
+    }
+    document: dict[str, Any] = plain(listed(write_config(directory, "demo.aws.yml", config), aws_env(moto_url)))
+    return document
+
+
+def test_up_builds_the_planned_environment_once_grows_it_and_down_removes_only_it(
+    cli: Cli, account: Any, project: Project, tmp_path: Path, moto_url: str
+) -> None:
+    register_image(account, "debian-12-amd64-20261001-1000")
+    newest = register_image(account, "debian-12-amd64-20261101-1100")
+    register_image(account, "ubuntu-24.04-amd64-20261201")  # newer, but not the pattern
+    stranger = account.create_vpc(CidrBlock="10.60.0.0/16", TagSpecifications=spec_of("vpc", Name="demo-vpc"))
+    stranger_id = stranger["Vpc"]["VpcId"]
+
+    first = up(cli)
+    assert first["before"]["summary"]["create"] == 16
+    assert first["after"]["summary"] == {"create": 0, "change": 0, "keep": 16, "delete": 0}
+    assert first["run"]["exit_code"] == 0
+
+    (vpc,) = tagged(account, "describe_vpcs", "Vpcs")
+    vpc_tags = tags_of(vpc)
+    assert vpc["CidrBlock"] == "10.60.0.0/16" and vpc["VpcId"] != stranger_id
+    assert vpc_tags["owner"] == "sre-platform" and vpc_tags["toolkit:protected"] == "false"
+    created, expires = vpc_tags["toolkit:created-at"], vpc_tags["toolkit:expires-at"]
+    lifetime = dt.datetime.fromisoformat(expires) - dt.datetime.fromisoformat(created)
+    assert lifetime == dt.timedelta(hours=8)  # the spec's ttl, from creation
+    subnets = {s["AvailabilityZone"]: s["CidrBlock"] for s in tagged(account, "describe_subnets", "Subnets")}
+    assert subnets == {"eu-west-1a": "10.60.0.0/24", "eu-west-1b": "10.60.1.0/24", "eu-west-1c": "10.60.2.0/24"}
+
+    groups = {g["GroupName"]: g for g in tagged(account, "describe_security_groups", "SecurityGroups")}
+    assert sorted(groups) == ["demo-cassandra", "demo-postgresql", "demo-prometheus"]
+    names = {g["GroupId"]: g["GroupName"] for g in groups.values()}
+    rules = {name: ingress_of(group, lambda i: names.get(i or "", "?")) for name, group in groups.items()}
+    assert rules["demo-cassandra"] == [
+        "tcp/22 from 198.51.100.0/24",
+        "tcp/7000 from sg:demo-cassandra",
+        "tcp/7070 from sg:demo-prometheus",
+        "tcp/9042 from 10.60.0.0/16",
+        "tcp/9042 from sg:demo-cassandra",
+        "tcp/9100 from sg:demo-prometheus",
+    ]
+    assert rules["demo-postgresql"] == [
+        "tcp/22 from 198.51.100.0/24",
+        "tcp/5432 from 10.60.0.0/16",
+        "tcp/5432 from sg:demo-postgresql",
+        "tcp/9100 from sg:demo-prometheus",
+        "tcp/9187 from sg:demo-prometheus",
+    ]
+    assert not any("0.0.0.0/0" in rule for group in rules.values() for rule in group)
+
+    hosts = {tags_of(i)["Name"]: i for i in instances(account)}
+    assert sorted(hosts) == [
+        "demo-cassandra-1", "demo-cassandra-2", "demo-cassandra-3", "demo-postgresql-1", "demo-postgresql-2",
+        "demo-prometheus-1",
+    ]  # fmt: skip
+    assert {i["ImageId"] for i in hosts.values()} == {newest}
+    assert {i["KeyName"] for i in hosts.values()} == {"toolkit-demo"}
+    replica = hosts["demo-postgresql-2"]
+    assert replica["InstanceType"] == "t3.medium" and replica["Placement"]["AvailabilityZone"] == "eu-west-1b"
+    assert [g["GroupName"] for g in replica["SecurityGroups"]] == ["demo-postgresql"]
+    assert tags_of(replica) == {
+        "Name": "demo-postgresql-2", ENV_TAG: "demo", "env": "demo", "owner": "sre-platform",
+        "service": "postgresql", "cluster": "demo-postgresql", "role": "replica",
+    }  # fmt: skip
+    assert tags_of(hosts["demo-cassandra-3"])["cassandra_rack"] == "rack2"
+
+    # A second up finds everything: no task changes, no resource is new.
+    ids = sorted(hosts), vpc["VpcId"]
+    again = up(cli)
+    assert again["before"]["summary"]["create"] == 0
+    assert again["run"]["totals"]["changed"] == 0, again["run"]
+    (vpc_again,) = tagged(account, "describe_vpcs", "Vpcs")
+    assert (sorted(tags_of(i)["Name"] for i in instances(account)), vpc_again["VpcId"]) == ids
+    assert tags_of(vpc_again)["toolkit:created-at"] == created
+
+    # The inventory plugin places the hosts and gives the topology the roles read.
+    document = fleet_inventory(tmp_path, moto_url)
+    assert sorted(document["cassandra"]["hosts"]) == ["demo-cassandra-1", "demo-cassandra-2", "demo-cassandra-3"]
+    assert document["postgresql_primary"]["hosts"] == ["demo-postgresql-1"]
+    assert document["postgresql_replica"]["hosts"] == ["demo-postgresql-2"]
+    assert document["prometheus"]["hosts"] == ["demo-prometheus-1"]
+    hostvars = document["_meta"]["hostvars"]
+    assert (hostvars["demo-cassandra-3"]["cassandra_dc"], hostvars["demo-cassandra-3"]["cassandra_rack"]) == (
+        "dc1", "rack2"
+    )  # fmt: skip
+    assert hostvars["demo-postgresql-2"]["postgresql_primary_group"] == "postgresql_demo_postgresql_primary"
+    seeds = hostvars["demo-cassandra-1"]["cassandra_seeds"]
+    assert len(seeds) == 3 and seeds == hostvars["demo-cassandra-2"]["cassandra_seeds"]
+
+    # A grown count adds exactly the new host.
+    spec_file = project.root / "environments" / "demo.yml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["services"]["postgresql"]["replicas"] = 2
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    grown = up(cli)
+    creates = [(s["kind"], s["name"]) for s in grown["before"]["steps"] if s["action"] == "create"]
+    assert creates == [("instance", "demo-postgresql-3")]
+    assert len(instances(account)) == 7
+
+    # down removes every tagged resource and leaves the untagged VPC that was there before.
+    outcome = cli("env", "down", "demo", "--yes", "--json")
+    assert outcome.code == 0, outcome.out + outcome.err
+    assert instances(account) == [] and tagged(account, "describe_vpcs", "Vpcs") == []
+    assert tagged(account, "describe_security_groups", "SecurityGroups") == []
+    assert [v["VpcId"] for v in account.describe_vpcs(VpcIds=[stranger_id])["Vpcs"]] == [stranger_id]
+
+
+def test_no_matching_image_fails_before_anything_is_created(cli: Cli, account: Any) -> None:
+    register_image(account, "ubuntu-24.04-amd64-20261201")
+    outcome = cli("env", "up", "demo", "--resources-only")
+    assert outcome.code == 1
+    assert f"no available image named debian-12-amd64-* owned by {MOTO_ACCOUNT} in eu-west-1" in (
+        outcome.out + outcome.err
+    )
+    assert tagged(account, "describe_vpcs", "Vpcs") == []
+    assert account.describe_key_pairs()["KeyPairs"] == []

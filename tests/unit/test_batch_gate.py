@@ -163,6 +163,18 @@ def test_with_the_gate_off_nothing_is_asked(
     assert prometheus.requests == []
 
 
+def test_drift_remediation_rolls_through_the_same_gate_and_stops_at_an_unhealthy_batch(
+    cli: Cli, rolling: Path, prometheus: FakePrometheus
+) -> None:
+    # Every host drifts (the check-mode touch reports a change); the remediating converge rolls one at a time.
+    prometheus.down("postgres", "db-1")
+    outcome = cli("drift", "postgresql", "--remediate", "--json")
+    assert outcome.code == 6, outcome.err
+    assert touched(rolling) == ["db-1"]  # remediated, found unhealthy; db-2 and db-3 left drifted
+    assert "postgres target on db-1 is down" in outcome.err
+    assert gate_requests(prometheus)[0] == 'up{instance=~"db\\\\-1"} == 0'
+
+
 def test_slo_gate_refuses_hosts_outside_the_inventory(cli: Cli, rolling: Path) -> None:
     outcome = cli("slo", "gate", "postgresql", "--hosts", "db-1,db-7")
     assert outcome.code == 2

@@ -13,7 +13,7 @@ import typer
 
 from toolkit import console
 from toolkit.cli import drift_schedule
-from toolkit.cli.converge import cancel_on_signals
+from toolkit.cli.converge import batch_gate_vars, cancel_on_signals
 from toolkit.cli.options import (
     ForceDespiteBudgetOption,
     InventoryOption,
@@ -111,7 +111,7 @@ def check(
     """Check SERVICE's hosts in check + diff mode and report what drifted, per host.
 
     Exit codes: 0 no drift, 3 drift found, 1 a check failed, 4 a host unreachable, 5 another run holds the lock,
-    6 drift found and --remediate refused by the budget gate.
+    6 drift found and --remediate refused by the budget gate, or its converge stopped between rolling batches.
     """
     playbook_for(service)
     if vault_password_file is not None and not vault_password_file.is_file():
@@ -139,6 +139,9 @@ def check(
         color=console.err.is_terminal and not os.environ.get("NO_COLOR"),
         budget_gate=budget_gate,
         forced_reason=reason,
+        remediation_vars=(
+            batch_gate_vars(service, loaded, budget_gate, budget_forced=reason is not None) if budget_gate else {}
+        ),
     )
     settings = RunSettings.from_env(state, lock_wait)
     views = _PhaseViews(service, verbose)

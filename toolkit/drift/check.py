@@ -9,8 +9,9 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from toolkit.drift.findings import DriftCollector
 from toolkit.drift.ignore import IgnoreRule, Triage, load_rules, triage
@@ -50,6 +51,8 @@ class DriftRequest:
     # The budget gate asked before remediating (None: not asked), and the reason it is overridden, if it is.
     budget_gate: GateSettings | None = None
     forced_reason: str | None = None
+    # Extra variables for the remediating converge alone: the gate its rolling plays ask between batches.
+    remediation_vars: dict[str, Any] = field(default_factory=dict)
 
 
 class DriftCheck:
@@ -166,6 +169,9 @@ class DriftCheck:
 
     def _run(self, inventory: ResolvedInventory, *, check: bool, note: str | None) -> PlaybookRun:
         request = self.request
+        extra = request.extra_vars
+        if not check and request.remediation_vars:
+            extra = replace(extra, inline={**extra.inline, **request.remediation_vars})
         return PlaybookRun(
             kind="drift" if check else "converge",
             target=request.target,
@@ -173,7 +179,7 @@ class DriftCheck:
             inventory=inventory,
             check=check,
             diff=True,
-            extra_vars=request.extra_vars,
+            extra_vars=extra,
             forks=request.forks,
             verbosity=request.verbosity,
             vault_password_file=request.vault_password_file,

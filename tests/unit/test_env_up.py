@@ -196,3 +196,28 @@ def test_no_matching_image_fails_before_anything_is_created(cli: Cli, account: A
     )
     assert tagged(account, "describe_vpcs", "Vpcs") == []
     assert account.describe_key_pairs()["KeyPairs"] == []
+
+
+def test_a_stranger_key_pair_of_the_environments_name_stops_up_before_anything_is_made(cli: Cli, account: Any) -> None:
+    register_image(account, "debian-12-amd64-20261101-1100")
+    account.create_key_pair(KeyName="toolkit-demo")  # someone else's, untagged
+    outcome = cli("env", "up", "demo", "--resources-only")
+    assert outcome.code == 1
+    assert "key pair toolkit-demo exists in eu-west-1 without the tag toolkit:environment=demo" in outcome.err
+    assert tagged(account, "describe_vpcs", "Vpcs") == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ((), "configuring the hosts (SSH, bootstrap, converge site, verify) is still to come"),
+        (("--resources-only", "--provider", "lab"), "--provider 'lab': up supports aws"),
+    ],
+)
+def test_what_up_cannot_do_yet_is_refused_before_anything_is_made(
+    cli: Cli, account: Any, arguments: tuple[str, ...], message: str
+) -> None:
+    outcome = cli("env", "up", "demo", *arguments)
+    assert outcome.code == 2
+    assert message in outcome.err
+    assert tagged(account, "describe_vpcs", "Vpcs") == [] and account.describe_key_pairs()["KeyPairs"] == []

@@ -24,6 +24,7 @@ from toolkit.drift.report import DriftReport
 from toolkit.drift.schedule import ScheduleStatus
 from toolkit.drift.store import DriftRecord
 from toolkit.environments.aws_down import EnvironmentListing, Teardown
+from toolkit.environments.aws_state import Endpoint
 from toolkit.environments.plan import Plan as EnvironmentPlan
 from toolkit.environments.spec import EnvironmentSpec
 from toolkit.heal.server import ServerState
@@ -700,8 +701,16 @@ def print_environment_plan(plan: EnvironmentPlan, region: str) -> None:
     out.print(f"{counts}; {plan.count('keep')} unchanged" + ("" if plan.changes_anything else " (nothing to do)"))
 
 
-def print_environment_up(before: EnvironmentPlan, after: EnvironmentPlan) -> None:
-    """What `env up` did, as the plans before and after it tell; what is still to do is a failure to look at."""
+def print_environment_up(before: EnvironmentPlan, after: EnvironmentPlan, hosts: list[Endpoint]) -> None:
+    """What `env up` did, as the plans before and after it tell (what is still to do is a failure to look at),
+    and where its hosts are."""
+    if hosts:
+        table = Table(title=f"{len(hosts)} host(s)", title_justify="left")
+        for column in ("name", "service", "zone", "state", "private", "public"):
+            table.add_column(column, no_wrap=True)
+        for host in hosts:
+            table.add_row(host.name, host.service, host.zone, host.state, host.private_ip, host.public_ip or "-")
+        out.print(table)
     left = [step for step in after.steps if step.action in ("create", "change")]
     out.print(
         f"[bold]up[/bold] {after.environment}: {before.count('create')} to create and {before.count('change')} to"

@@ -98,6 +98,12 @@ def test_up_builds_the_planned_environment_once_grows_it_and_down_removes_only_i
     assert first["before"]["summary"]["create"] == 16
     assert first["after"]["summary"] == {"create": 0, "change": 0, "keep": 16, "delete": 0}
     assert first["run"]["exit_code"] == 0
+    endpoints = {host["name"]: host for host in first["hosts"]}
+    assert sorted(endpoints) == sorted(tags_of(i)["Name"] for i in instances(account))
+    assert endpoints["demo-postgresql-2"]["service"] == "postgresql"
+    assert endpoints["demo-postgresql-2"]["zone"] == "eu-west-1b"
+    assert endpoints["demo-postgresql-2"]["private_ip"].startswith("10.60.1.")  # in its zone's subnet
+    assert endpoints["demo-postgresql-2"]["public_ip"]  # assign_public_ip: SSH from the admin CIDRs
 
     (vpc,) = tagged(account, "describe_vpcs", "Vpcs")
     vpc_tags = tags_of(vpc)

@@ -11,7 +11,7 @@ from toolkit.cli.converge import cancel_on_signals
 from toolkit.cli.options import JsonOption, VerboseOption
 from toolkit.environments.aws_down import Teardown, list_environments, take_down
 from toolkit.environments.aws_model import aws_settings, desired_resources
-from toolkit.environments.aws_state import aws_errors, ec2_client, read_environment, read_environment_in
+from toolkit.environments.aws_state import aws_errors, ec2_client, endpoints, read_environment, read_environment_in
 from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
 from toolkit.environments.plan import make_plan
 from toolkit.environments.spec import known_specs, load_spec
@@ -99,14 +99,16 @@ def up(
     with cancel_on_signals() as cancel, console.RunView(f"env up {name}", ("localhost",), verbose=verbose) as view:
         result = run_playbook(run, settings, observer=view.handle, cancel=cancel)
     console.print_run_summary(result)
-    after = make_plan(spec.name, desired_resources(spec), read_environment_in(aws.region, spec.name))
+    with aws_errors():
+        after = make_plan(spec.name, desired_resources(spec), read_environment(client, spec.name))
+        hosts = endpoints(client, spec.name)
     if json_output:
         console.emit_json(
             {"provider": provider, "region": aws.region, "before": before.to_dict(), "after": after.to_dict(),
-             "run": result.to_dict()}
+             "hosts": [host.to_dict() for host in hosts], "run": result.to_dict()}
         )  # fmt: skip
     else:
-        console.print_environment_up(before, after)
+        console.print_environment_up(before, after, hosts)
     raise typer.Exit(int(result.exit_code))
 
 

@@ -7,6 +7,7 @@ writes them, and become ``?ID`` when the referenced resource is not the environm
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from toolkit.environments.aws_model import ENV_TAG, Resource, resource, sort_rules, tags_text
@@ -119,6 +120,42 @@ def read_environment(client: Client, env: str) -> list[Resource]:
             )
         )
     return found
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One of the environment's hosts as `up` reports it: where to reach it."""
+
+    name: str
+    service: str
+    zone: str
+    state: str
+    private_ip: str
+    public_ip: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def endpoints(client: Client, env: str) -> list[Endpoint]:
+    """The environment's live instances, by name: service, zone, state and addresses."""
+    tagged = [{"Name": f"tag:{ENV_TAG}", "Values": [env]}]
+    live = [{"Name": "instance-state-name", "Values": _LIVE_INSTANCE_STATES}]
+    found = [i for i in _reservations(client, Filters=tagged + live) if _tags(i).get(ENV_TAG) == env]
+    return sorted(
+        (
+            Endpoint(
+                name=_name(i, i["InstanceId"]),
+                service=_tags(i).get("service", ""),
+                zone=i.get("Placement", {}).get("AvailabilityZone", ""),
+                state=i.get("State", {}).get("Name", ""),
+                private_ip=i.get("PrivateIpAddress", ""),
+                public_ip=i.get("PublicIpAddress", ""),
+            )
+            for i in found
+        ),
+        key=lambda e: e.name,
+    )
 
 
 def ingress_of(group: dict[str, Any], named: Callable[[str | None], str]) -> list[str]:

@@ -19,6 +19,9 @@ FIXTURE_PLAYBOOKS = PROJECT / "tests" / "fixtures" / "playbooks"
 # so module fixtures converge only what is not here (ensure_converged). A later converge of the service with
 # extra vars or another inventory takes it out again; a test that disturbs a host by hand repairs it itself.
 CONVERGED: set[str] = set()
+# Services a successful converge on every lab host installed in this session, as the code says or not (extra
+# vars, a changed setting left running): their software is there and serving. See ensure_installed.
+INSTALLED: set[str] = set()
 PLAIN_CONVERGE_FLAGS = {"--json", "--diff"}
 # What `toolkit converge site` converges (playbooks/site.yml), in its order.
 SITE = ("base", "hardening", "node_exporter", "postgresql", "cassandra", "prometheus")
@@ -46,12 +49,15 @@ def toolkit(
 def _track_converge(args: tuple[str, ...], returncode: int, env: dict[str, str] | None) -> None:
     if args[:2] == ("lab", "down"):
         CONVERGED.clear()  # the hosts are gone; the next `up` makes new ones (an `up` alone restarts them)
+        INSTALLED.clear()
         return
     if len(args) < 2 or args[0] != "converge" or "--check" in args or "-C" in args:
         return
     services, words = SITE if args[1] == "site" else (args[1],), set(args[2:])
     if returncode in REFUSED_BEFORE_ANY_RUN:
         return
+    if returncode == 0 and not words & {"-i", "--inventory", "-l", "--limit"}:
+        INSTALLED.update(services)
     if env or words & {"-e", "--extra-vars", "-i", "--inventory"} or returncode != 0:
         CONVERGED.difference_update(services)
     elif words <= PLAIN_CONVERGE_FLAGS:
@@ -62,6 +68,15 @@ def ensure_converged(*services: str) -> None:
     """Converge each service on the whole lab unless a plain converge of it already ran in this session."""
     for service in services:
         if service not in CONVERGED:
+            result = toolkit("converge", service)
+            assert result.returncode == 0, f"converge {service}: {result.stderr}"
+
+
+def ensure_installed(*services: str) -> None:
+    """Converge each service on the whole lab unless a converge of it (plain or not) already succeeded in this
+    session: for tests that need a service present and running, not exactly as the code says."""
+    for service in services:
+        if service not in INSTALLED | CONVERGED:
             result = toolkit("converge", service)
             assert result.returncode == 0, f"converge {service}: {result.stderr}"
 

@@ -355,3 +355,62 @@ def test_the_web_port_is_open_to_the_listed_networks_only(host: Any, prom: Any) 
     port = int(str(prom["prometheus_web_listen_address"]).rsplit(":", 1)[1])
     expected = sorted({ipaddress.ip_network(s, strict=False) for s in prom["prometheus_firewall_sources"]}, key=str)
     assert sorted(nft_sources(rules.content_string, port, "prometheus: web UI and API"), key=str) == expected
+
+
+# --- blackbox_exporter: the probes the SLIs count -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bbx(host: Any) -> Any:
+    return expected_vars(host, "blackbox_exporter")
+
+
+def probe_series(host: Any, bbx: Any, module: str, target: str) -> dict[str, float]:
+    """blackbox_exporter's answer to one probe, asked on the host: its unlabelled series by name."""
+    address, port = str(bbx["blackbox_exporter_listen_address"]).rsplit(":", 1)
+    base = f"http://{address if address not in ('', '0.0.0.0') else '127.0.0.1'}:{port}"
+    status, body = http_get(
+        host, {"base": base, "user": "", "password": "", "ca": ""}, f"/probe?module={module}&target={target}"
+    )
+    assert status == 200, f"probe {module} {target}: HTTP {status}: {body[:300]}"
+    return {
+        name: float(value)
+        for name, value in (line.split() for line in body.splitlines() if line and not line.startswith("#"))
+        if "{" not in name
+    }
+
+
+def test_blackbox_runs_sandboxed_with_the_checked_modules_on_loopback_only(host: Any, bbx: Any) -> None:
+    service = host.service("prometheus-blackbox-exporter")
+    assert service.is_running
+    assert service.is_enabled
+    checked = host.run("prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml")
+    assert checked.rc == 0, checked.stdout + checked.stderr
+    loaded = yaml.safe_load(host.file("/etc/prometheus/blackbox.yml").content_string)
+    assert loaded["modules"] == bbx["blackbox_exporter_modules"]
+    assert unit_settings(host, "prometheus-blackbox-exporter", *SANDBOXED) == SANDBOXED
+    port = str(bbx["blackbox_exporter_listen_address"]).rsplit(":", 1)[1]
+    listening = host.check_output(f"ss -Htln 'sport = :{port}'")
+    assert [line.split()[3] for line in listening.splitlines()] == [bbx["blackbox_exporter_listen_address"]]
+
+
+def test_a_probe_succeeds_on_a_listening_port_and_fails_on_a_closed_one(host: Any, bbx: Any, prom: Any) -> None:
+    prometheus_port = str(prom["prometheus_web_listen_address"]).rsplit(":", 1)[1]
+    assert probe_series(host, bbx, "tcp_connect", f"127.0.0.1:{prometheus_port}")["probe_success"] == 1
+    assert probe_series(host, bbx, "tcp_connect", "127.0.0.1:1")["probe_success"] == 0
+
+
+def test_every_probe_target_of_the_inventory_answers(
+    host: Any, prom: Any, expected_targets: dict[tuple[str, str], dict[str, str]]
+) -> None:
+    """probe_success == 1 for every (probe job, host) the inventory gives: the services' ports answer."""
+    probes = {job["name"] for job in prom["prometheus_scrape_jobs"] if job.get("probe_module")}
+    wanted = {key for key in expected_targets if key[0] in probes}
+    deadline = time.monotonic() + UP_DEADLINE_SECONDS
+    while True:
+        result = api(host, prom, "/api/v1/query?query=probe_success")["result"]
+        answers = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in result}
+        if all(answers.get(key) == "1" for key in wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert {key: answers.get(key) for key in wanted} == dict.fromkeys(wanted, "1")

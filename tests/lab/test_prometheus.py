@@ -130,11 +130,18 @@ def test_converge_site_builds_the_fleet_and_prometheus_scrapes_all_of_it(prometh
     verify = toolkit("verify", "prometheus", "--json")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert parse_json(verify.stdout)["hosts"][SERVER]["failed"] == 0
-    # Counted from this side too: the lab's six hosts, both PostgreSQL servers, the three Cassandra nodes.
+    # Counted from this side too: the lab's six hosts, both PostgreSQL servers, the three Cassandra nodes, and
+    # blackbox_exporter's probes of their client ports (5432, 9042), every one of which got a connection.
     targets = prometheus_api("/api/v1/targets?state=active")["activeTargets"]
     per_job = Counter(target["labels"]["job"] for target in targets)
     expected = {"node": len(prometheus_lab.hosts), "postgres": 2, "cassandra": 3, "prometheus": 1, "alertmanager": 1}
-    assert per_job == expected
+    assert per_job == {**expected, "probe_postgresql": 2, "probe_cassandra": 3}
+    probes = prometheus_api("/api/v1/query?query=probe_success")["result"]
+    assert sorted((p["metric"]["job"], p["metric"]["instance"], p["value"][1]) for p in probes) == [
+        ("probe_cassandra", "cassandra-1", "1"), ("probe_cassandra", "cassandra-2", "1"),
+        ("probe_cassandra", "cassandra-3", "1"), ("probe_postgresql", "postgresql-1", "1"),
+        ("probe_postgresql", "postgresql-2", "1"),
+    ]  # fmt: skip
     assert [t["scrapeUrl"] for t in targets if t["health"] != "up"] == []
     racks = {t["labels"]["instance"]: t["labels"].get("rack") for t in targets if t["labels"]["job"] == "cassandra"}
     assert racks == {"cassandra-1": "rack1", "cassandra-2": "rack1", "cassandra-3": "rack2"}

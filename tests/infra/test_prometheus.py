@@ -280,13 +280,20 @@ def am_api(host: Any, am: Any, path: str) -> Any:
     return get_json(host, web_endpoint(am, "alertmanager"), path)
 
 
-def test_alertmanager_runs_sandboxed_with_the_checked_configuration(host: Any, am: Any) -> None:
-    service = host.service("prometheus-alertmanager")
+def assert_serving_sandboxed_with_a_checked_configuration(host: Any, unit: str, check: str) -> None:
+    """The unit enabled and running under the role's sandbox, and its configuration passing its own checker."""
+    service = host.service(unit)
     assert service.is_running
     assert service.is_enabled
-    checked = host.run("amtool check-config /etc/prometheus/alertmanager.yml")
+    checked = host.run(check)
     assert checked.rc == 0, checked.stdout + checked.stderr
-    assert unit_settings(host, "prometheus-alertmanager", *SANDBOXED) == SANDBOXED
+    assert unit_settings(host, unit, *SANDBOXED) == SANDBOXED
+
+
+def test_alertmanager_runs_sandboxed_with_the_checked_configuration(host: Any, am: Any) -> None:
+    assert_serving_sandboxed_with_a_checked_configuration(
+        host, "prometheus-alertmanager", "amtool check-config /etc/prometheus/alertmanager.yml"
+    )
 
 
 def test_alertmanager_routes_to_the_configured_receivers(host: Any, am: Any) -> None:
@@ -381,14 +388,13 @@ def probe_series(host: Any, bbx: Any, module: str, target: str) -> dict[str, flo
 
 
 def test_blackbox_runs_sandboxed_with_the_checked_modules_on_loopback_only(host: Any, bbx: Any) -> None:
-    service = host.service("prometheus-blackbox-exporter")
-    assert service.is_running
-    assert service.is_enabled
-    checked = host.run("prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml")
-    assert checked.rc == 0, checked.stdout + checked.stderr
+    assert_serving_sandboxed_with_a_checked_configuration(
+        host,
+        "prometheus-blackbox-exporter",
+        "prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml",
+    )
     loaded = yaml.safe_load(host.file("/etc/prometheus/blackbox.yml").content_string)
     assert loaded["modules"] == bbx["blackbox_exporter_modules"]
-    assert unit_settings(host, "prometheus-blackbox-exporter", *SANDBOXED) == SANDBOXED
     port = str(bbx["blackbox_exporter_listen_address"]).rsplit(":", 1)[1]
     listening = host.check_output(f"ss -Htln 'sport = :{port}'")
     assert [line.split()[3] for line in listening.splitlines()] == [bbx["blackbox_exporter_listen_address"]]

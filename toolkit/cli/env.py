@@ -91,7 +91,7 @@ def up(
     with aws_errors():
         client = ec2_client(aws.region)
         before = make_plan(spec.name, desired_resources(spec), read_environment(client, spec.name))
-        created = created_at(client, spec.name, now)
+        created = created_at(client, spec.name, aws.region, now)
     public_key = environment_key(state, name).with_suffix(".pub").read_text().strip()
     if not json_output:
         console.print_environment_plan(before, aws.region)

@@ -66,7 +66,7 @@ def _tags(raw: dict[str, Any]) -> dict[str, str]:
     return {str(tag["Key"]): str(tag["Value"]) for tag in raw.get("Tags") or ()}
 
 
-def parse_time(text: str) -> dt.datetime | None:
+def _parse_time(text: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -96,8 +96,8 @@ def list_environments(client: Client, region: str) -> list[EnvironmentListing]:
                 region=region,
                 vpc_id=vpc["VpcId"],
                 owner=tags.get(OWNER_TAG, ""),
-                created_at=parse_time(tags.get(CREATED_TAG, "")),
-                expires_at=parse_time(tags.get(EXPIRES_TAG, "")),
+                created_at=_parse_time(tags.get(CREATED_TAG, "")),
+                expires_at=_parse_time(tags.get(EXPIRES_TAG, "")),
                 protected=tags.get(PROTECTED_TAG, "").lower() == "true",
                 hosts=len(hosts),
             )

@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from toolkit.environments.aws_down import parse_time
+from toolkit.environments.aws_down import list_environments
 from toolkit.environments.aws_model import (
     CREATED_TAG,
     ENV_TAG,
@@ -39,15 +39,12 @@ PLAYBOOK = "playbooks/_env_aws.yml"
 CONTROLLER_INVENTORY = "inventories/controller.yml"
 
 
-def created_at(client: Client, env: str, now: dt.datetime) -> dt.datetime:
-    """When the environment was first brought up (its VPC's tag), or now for a new one: a second `up` keeps the
-    creation time, so the expiry a TTL gives does not move."""
-    vpcs = client.describe_vpcs(Filters=[{"Name": f"tag:{ENV_TAG}", "Values": [env]}])["Vpcs"]
-    for vpc in vpcs:
-        tags = {str(t["Key"]): str(t["Value"]) for t in vpc.get("Tags") or ()}
-        found = parse_time(tags.get(CREATED_TAG, "")) if tags.get(ENV_TAG) == env else None
-        if found is not None:
-            return found
+def created_at(client: Client, env: str, region: str, now: dt.datetime) -> dt.datetime:
+    """When the environment was first brought up (its VPC's tag, as `list` reads it), or now for a new one: a
+    second `up` keeps the creation time, so the expiry a TTL gives does not move."""
+    for listed in list_environments(client, region):
+        if listed.name == env and listed.created_at is not None:
+            return listed.created_at
     return now.replace(microsecond=0)
 
 

@@ -36,6 +36,16 @@ def _reservations(client: Client, **arguments: Any) -> list[dict[str, Any]]:
     return [i for r in _pages(client, "describe_instances", "Reservations", **arguments) for i in r["Instances"]]
 
 
+def _live_instances(client: Client, env: str) -> list[dict[str, Any]]:
+    """The environment's instances that are not terminated (or terminating): the tag asked of AWS's filter, and
+    checked on every result, so no quirk of a filter puts another's instance in a plan."""
+    filters = [
+        {"Name": f"tag:{ENV_TAG}", "Values": [env]},
+        {"Name": "instance-state-name", "Values": _LIVE_INSTANCE_STATES},
+    ]
+    return [i for i in _reservations(client, Filters=filters) if _tags(i).get(ENV_TAG) == env]
+
+
 def read_environment(client: Client, env: str) -> list[Resource]:
     """Every live resource tagged ``toolkit:environment=env`` in the client's region."""
     tagged = [{"Name": f"tag:{ENV_TAG}", "Values": [env]}]
@@ -47,12 +57,11 @@ def read_environment(client: Client, env: str) -> list[Resource]:
     nats = [nat for nat in nats if nat.get("State") in _LIVE_NAT_STATES]
     groups = _pages(client, "describe_security_groups", "SecurityGroups", Filters=tagged)
     keys = client.describe_key_pairs(Filters=tagged)["KeyPairs"]
-    live = [{"Name": "instance-state-name", "Values": _LIVE_INSTANCE_STATES}]
-    instances = _reservations(client, Filters=tagged + live)
+    instances = _live_instances(client, env)
     # The filter asked for the tag; checked here too, so no quirk of a filter puts another's resource in a plan.
-    vpcs, gateways, subnets, tables, nats, groups, keys, instances = (
+    vpcs, gateways, subnets, tables, nats, groups, keys = (
         [item for item in items if _tags(item).get(ENV_TAG) == env]
-        for items in (vpcs, gateways, subnets, tables, nats, groups, keys, instances)
+        for items in (vpcs, gateways, subnets, tables, nats, groups, keys)
     )
 
     names: dict[str, str] = {}
@@ -139,9 +148,6 @@ class Endpoint:
 
 def endpoints(client: Client, env: str) -> list[Endpoint]:
     """The environment's live instances, by name: service, zone, state and addresses."""
-    tagged = [{"Name": f"tag:{ENV_TAG}", "Values": [env]}]
-    live = [{"Name": "instance-state-name", "Values": _LIVE_INSTANCE_STATES}]
-    found = [i for i in _reservations(client, Filters=tagged + live) if _tags(i).get(ENV_TAG) == env]
     return sorted(
         (
             Endpoint(
@@ -152,7 +158,7 @@ def endpoints(client: Client, env: str) -> list[Endpoint]:
                 private_ip=i.get("PrivateIpAddress", ""),
                 public_ip=i.get("PublicIpAddress", ""),
             )
-            for i in found
+            for i in _live_instances(client, env)
         ),
         key=lambda e: e.name,
     )

@@ -1,7 +1,7 @@
 """`toolkit env up --provider aws`: what playbooks/_env_aws.yml builds an environment from, and the run that does it.
 
-The playbook holds the amazon.aws modules and their idempotence (each resource found by its Name and
-``toolkit:environment`` tags, created only when missing); this module turns a spec into its one variable,
+The playbook holds the amazon.aws modules and their idempotence (the VPC found by its ``toolkit:environment``
+tag, the rest inside it, each created only when missing); this module turns a spec into its one variable,
 ``env_aws``, with the names, tags and rules aws_model gives the plan, so what `plan` shows is what `up` builds.
 """
 

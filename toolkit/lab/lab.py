@@ -160,8 +160,9 @@ def _process_exists(pid: str) -> bool:
 
 
 class Lab:
-    def __init__(self, paths: LabPaths) -> None:
+    def __init__(self, paths: LabPaths, network: profiles.LabNetwork = profiles.LAB_NETWORK) -> None:
         self.paths = paths
+        self.network = network
         self._podman: Podman | None = None
 
     @property
@@ -234,26 +235,27 @@ class Lab:
                 f"the lab is up with profile {state.get('profile')!r}, not {profile!r}",
                 hint="toolkit lab down first, then toolkit lab up --profile " + profile,
             )
-        podman = self.podman
         self._refuse_foreign_lab("bring the lab up")
+        if not self.podman.exists("image", profiles.IMAGE):
+            raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        self._write_state(profile)  # before creating anything, so `down` can always clean up
+        return self.bring_up(profiles.hosts_of(profile))
+
+    def bring_up(self, hosts: list[LabHost], *, toolkit_env: str = "lab") -> list[HostStatus]:
+        """Create what is missing of the network and the hosts' containers, start what is stopped, and write
+        the inventory once every host answers over SSH. The caller has written the state file."""
+        podman = self.podman
         if not podman.exists("image", profiles.IMAGE):
             raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_key()
-        if not podman.exists("network", profiles.NETWORK):
+        network = self.network
+        if not podman.exists("network", network.name):
             podman.run(
-                "network",
-                "create",
-                "--subnet",
-                profiles.SUBNET,
-                "--gateway",
-                profiles.GATEWAY,
-                "--label",
-                f"{profiles.LABEL}=1",
-                profiles.NETWORK,
-            )
-        hosts = profiles.hosts_of(profile)
-        self._write_state(profile)  # before creating anything, so `down` can always clean up
+                "network", "create", "--subnet", network.subnet, "--gateway", network.gateway,
+                "--label", network.label, network.name,
+            )  # fmt: skip
         for host in hosts:
             self._ensure_container(host)
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
@@ -266,7 +268,7 @@ class Lab:
         self.paths.known_hosts.write_text("".join(lines))
         apt_proxy = None
         if apt_cache_enabled():
-            cache = AptCache(self.paths.apt_cache, profiles.GATEWAY)
+            cache = AptCache(self.paths.apt_cache, network.gateway)
             cache.start()
             apt_proxy = cache.url
         self.paths.secrets.mkdir(mode=0o700, exist_ok=True)
@@ -278,6 +280,8 @@ class Lab:
                 known_hosts=self.paths.known_hosts,
                 apt_proxy=apt_proxy,
                 secrets_dir=self.paths.secrets,
+                network=network,
+                toolkit_env=toolkit_env,
             ),
         )
         statuses = self._wait_until_reachable()
@@ -307,7 +311,7 @@ class Lab:
         )
 
     def _write_state(self, profile: str) -> None:
-        state = {"profile": profile, "network": profiles.NETWORK, "created": utc_iso()}
+        state = {"profile": profile, "network": self.network.name, "created": utc_iso()}
         previous = self.state()
         if previous and previous.get("created"):
             state["created"] = previous["created"]
@@ -348,7 +352,7 @@ class Lab:
             "--hostname",
             host.name,
             "--network",
-            profiles.NETWORK,
+            self.network.name,
             "--ip",
             host.address,
             "--mac-address",
@@ -358,7 +362,7 @@ class Lab:
             *(argument for capability in CAPABILITIES for argument in ("--cap-add", capability)),
             *(argument for sysctl in NETWORK_SYSCTLS for argument in ("--sysctl", sysctl)),
             "--label",
-            f"{profiles.LABEL}=1",
+            self.network.label,
             "--label",
             f"{profiles.LABEL}.{'bare' if bare else 'host'}={host.name}",
             "--label",
@@ -417,7 +421,7 @@ class Lab:
         Raises:
             LabError: the lab is not up, or the name or address is taken or outside the lab network.
         """
-        if self.state() is None or not self.podman.exists("network", profiles.NETWORK):
+        if self.state() is None or not self.podman.exists("network", self.network.name):
             raise LabError("the lab is not up", hint="toolkit lab up")
         host = profiles.bare_host(name, address)
         if not LOGIN_NAME.match(login):
@@ -482,15 +486,15 @@ class Lab:
         removed: list[str] = []
         podman = self.podman
         self._refuse_foreign_lab("take the lab down")
-        labelled = podman.json("ps", "--all", "--filter", f"label={profiles.LABEL}=1", "--format", "json") or []
+        labelled = podman.json("ps", "--all", "--filter", f"label={self.network.label}", "--format", "json") or []
         names = [entry["Names"][0] for entry in labelled if entry.get("Names")]
         if names:
             podman.run("rm", "--force", "--time", "2", *names, timeout=180)
             removed += [f"container {name}" for name in names]
-        if podman.exists("network", profiles.NETWORK):
-            podman.run("network", "rm", profiles.NETWORK)
-            removed.append(f"network {profiles.NETWORK}")
-        cache = AptCache(self.paths.apt_cache, profiles.GATEWAY)
+        if podman.exists("network", self.network.name):
+            podman.run("network", "rm", self.network.name)
+            removed.append(f"network {self.network.name}")
+        cache = AptCache(self.paths.apt_cache, self.network.gateway)
         if cache.stop():
             removed.append("apt-cacher-ng")
         if purge_cache and self.paths.apt_cache.exists():

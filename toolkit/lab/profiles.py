@@ -13,15 +13,30 @@ OWNER_LABEL = f"{LABEL}.owner"  # the state directory of the checkout that made 
 
 
 @dataclass(frozen=True)
+class LabNetwork:
+    """A podman network of hosts and what marks its containers: the lab's, or one lab environment's."""
+
+    name: str
+    subnet: str
+    gateway: str
+    label: str  # key=value on the network and every container: what `down` finds them by
+    container_prefix: str
+
+
+LAB_NETWORK = LabNetwork(NETWORK, SUBNET, GATEWAY, f"{LABEL}=1", CONTAINER_PREFIX)
+
+
+@dataclass(frozen=True)
 class LabHost:
     name: str
     address: str
     groups: tuple[str, ...]
     hostvars: dict[str, Any] = field(default_factory=dict)
+    container_prefix: str = CONTAINER_PREFIX
 
     @property
     def container(self) -> str:
-        return CONTAINER_PREFIX + self.name
+        return self.container_prefix + self.name
 
     @property
     def mac_address(self) -> str:

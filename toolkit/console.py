@@ -722,6 +722,25 @@ def print_environment_up(before: EnvironmentPlan, after: EnvironmentPlan, hosts:
         out.print(f"{after.count('delete')} resource(s) no longer in the spec are left for `toolkit env down`")
 
 
+def print_lab_environment_up(
+    environment: str, endpoints: list[dict[str, Any]], steps: dict[str, float], exit_code: int
+) -> None:
+    """Where the lab environment's services answer, how long each step took, and the time to verified."""
+    if endpoints:
+        table = Table(title=f"{environment}: endpoints", title_justify="left")
+        for column in ("host", "service", "address"):
+            table.add_column(column, no_wrap=True)
+        for endpoint in endpoints:
+            table.add_row(endpoint["host"], endpoint["service"], endpoint["address"])
+        out.print(table)
+    out.print("  ".join(f"{step} {seconds:.0f}s" for step, seconds in steps.items()))
+    total = sum(steps.values())
+    if exit_code == 0:
+        out.print(f"[ok]{environment}: from nothing to verified in {total:.0f}s[/ok]")
+    else:
+        err.print(f"[failed]{environment}: not verified (exit {exit_code}) after {total:.0f}s[/failed]")
+
+
 def _fmt_age(seconds: float) -> str:
     """A lifetime to the minute: 2d 3h, 5h 12m, 7m."""
     minutes = int(seconds // 60)

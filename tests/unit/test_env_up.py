@@ -217,7 +217,8 @@ def test_a_stranger_key_pair_of_the_environments_name_stops_up_before_anything_i
     ("arguments", "message"),
     [
         ((), "configuring the hosts (SSH, bootstrap, converge site, verify) is still to come"),
-        (("--resources-only", "--provider", "lab"), "--provider 'lab': up supports aws"),
+        (("--resources-only", "--provider", "lab"), "--resources-only is for aws"),
+        (("--provider", "gcp"), "--provider 'gcp': valid: aws, lab"),
     ],
 )
 def test_what_up_cannot_do_yet_is_refused_before_anything_is_made(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from toolkit import console
+from toolkit.cli import env_lab
 from toolkit.cli.converge import cancel_on_signals
 from toolkit.cli.options import JsonOption, VerboseOption
 from toolkit.environments.aws_down import Teardown, list_environments, take_down
@@ -14,11 +15,13 @@ from toolkit.environments.aws_model import aws_settings, desired_resources
 from toolkit.environments.aws_state import aws_errors, ec2_client, endpoints, read_environment, read_environment_in
 from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
 from toolkit.environments.plan import make_plan
-from toolkit.environments.spec import known_specs, load_spec
+from toolkit.environments.spec import environments_dir, known_specs, load_spec
 from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
 from toolkit.paths import state_paths
 from toolkit.runner.execute import RunSettings, run_playbook
+
+PROVIDERS = ("aws", "lab")
 
 app = typer.Typer(help="Environments on demand: one spec, the lab or AWS, converged and verified.")
 
@@ -61,7 +64,7 @@ def plan(
 @app.command("up")
 def up(
     name: Annotated[str, typer.Argument(help="The environment: environments/NAME.yml.")],
-    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws.")] = "aws",
+    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws or lab.")] = "aws",
     resources_only: Annotated[
         bool,
         typer.Option(
@@ -71,13 +74,21 @@ def up(
     json_output: JsonOption = False,
     verbose: VerboseOption = 0,
 ) -> None:
-    """Build the environment: the plan's create and change steps, with amazon.aws modules (playbooks/_env_aws.yml).
+    """Build the environment. On aws: the plan's create and change steps, with amazon.aws modules
+    (playbooks/_env_aws.yml). On lab: the spec's hosts as containers on a network of the environment's own,
+    then `converge site` and every service's verify suite, timed from nothing to verified.
 
-    Idempotent by tags: a second `up` finds every resource and changes nothing; a grown count adds hosts. `up`
-    never deletes (a resource the spec no longer has stays until `down`).
+    Idempotent: a second `up` finds everything and changes nothing; a grown count adds hosts. `up` never
+    deletes (a host the spec no longer has stays until `down`).
     """
-    if provider != "aws":
-        raise UsageError(f"--provider {provider!r}: up supports aws (the lab's is still to come)")
+    if provider not in PROVIDERS:
+        raise UsageError(f"--provider {provider!r}: valid: {', '.join(PROVIDERS)}")
+    if provider == "lab":
+        if resources_only:
+            raise UsageError("--resources-only is for aws; the lab's hosts are ready as soon as they exist")
+        lab_spec = load_spec(name)
+        lab_state = state_paths()
+        env_lab.finish(env_lab.lab_up(lab_spec, lab_state, RunSettings.from_env(lab_state), verbose), json_output)
     if not resources_only:
         raise UsageError(
             "env up on aws: configuring the hosts (SSH, bootstrap, converge site, verify) is still to come",
@@ -112,6 +123,10 @@ def up(
     raise typer.Exit(int(result.exit_code))
 
 
+def spec_path_exists(name: str) -> bool:
+    return (environments_dir() / f"{name}.yml").is_file()
+
+
 RegionOption = Annotated[
     list[str] | None,
     typer.Option("--region", help="AWS region to look in (repeatable). Default: the regions of environments/*.yml."),
@@ -143,18 +158,34 @@ def list_command(regions: RegionOption = None, json_output: JsonOption = False) 
 def down(
     name: Annotated[str, typer.Argument(help="The environment: environments/NAME.yml, or only its tag with --region.")],
     region: Annotated[str | None, typer.Option("--region", help="Its region, when no spec names it.")] = None,
-    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws.")] = "aws",
+    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws or lab.")] = "aws",
     yes: Annotated[
         bool, typer.Option("--yes", help="Do not ask for confirmation (required without a terminal).")
     ] = False,
+    purge_cache: Annotated[
+        bool, typer.Option("--purge-cache", help="lab: also delete the environment's package cache.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete exactly the environment's resources (tag toolkit:environment=NAME), dependents first.
+    """Delete exactly the environment's resources, dependents first: on aws those tagged
+    toolkit:environment=NAME; on lab its containers (label io.toolkit.env=NAME), network, key and inventory.
 
     A protected environment (protected: true in its spec, or its VPC's toolkit:protected tag) is refused.
     """
-    if provider != "aws":
-        raise UsageError(f"--provider {provider!r}: down supports aws (the lab's is `toolkit lab down`)")
+    if provider not in PROVIDERS:
+        raise UsageError(f"--provider {provider!r}: valid: {', '.join(PROVIDERS)}")
+    if provider == "lab":
+        lab_spec = load_spec(name, now=dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) if spec_path_exists(name) else None
+        if lab_spec is not None and lab_spec.protected:
+            raise UsageError(f"environment {name} is protected: down refuses it", hint="unprotect it in its spec first")
+        removed = env_lab.lab_down(name, state_paths(), purge_cache)
+        if json_output:
+            console.emit_json({"provider": "lab", "environment": name, "removed": removed})
+        else:
+            console.info(
+                "removed: " + ", ".join(removed) if removed else f"{name} was not up in the lab: nothing to remove"
+            )
+        return
     # Checked as of the epoch: down needs the spec's region and protection, and an expiry in the past is no
     # error here; an expired environment is what down is for.
     spec = load_spec(name, now=dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) if region is None else None

@@ -1,0 +1,196 @@
+"""The lab provider: an environment's hosts as lab containers, on a podman network of the environment's own.
+
+Each environment gets its own network (a free 10.242.N.0/24, N from 20) and its own label
+(``io.toolkit.env=NAME``), so it lives beside `toolkit lab up`'s hosts and other environments without either
+seeing the other: `lab down` never removes an environment's containers, and `env down` never the lab's.
+Everything about an environment is in ``.toolkit/environments/NAME/lab/``: state.json (its network and each
+host's address, so a grown spec never renumbers a host), the SSH key, known_hosts, generated secrets and the
+inventory, whose group_vars are the lab's (inventories/lab/group_vars: they name the network through
+``toolkit_lab_network``/``toolkit_lab_gateway``, which the inventory sets).
+"""
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit.environments.spec import EnvironmentSpec
+from toolkit.errors import LabError
+from toolkit.lab import profiles
+from toolkit.lab.lab import HostStatus, Lab, LabPaths
+from toolkit.lab.podman import Podman
+from toolkit.lab.profiles import LabHost, LabNetwork
+from toolkit.paths import StatePaths, lab_inventory
+from toolkit.timestamps import utc_iso
+
+ENV_LABEL = "io.toolkit.env"
+CONTAINER_PREFIX = "toolkit-env-"
+# 10.242.10.0/24 is the lab's; environments take the first free /24 from 10.242.20.0 on.
+SUBNET_OCTETS = range(20, 100)
+# Host addresses from .11 on, as the lab's (.1 is the gateway, where the controller and the apt cache are).
+HOST_OCTETS = range(11, 255)
+
+
+def environment_dir(state: StatePaths, name: str) -> Path:
+    """The lab side of .toolkit/environments/NAME/ (the AWS side keeps its key pair's key one level up)."""
+    return state.home / "environments" / name / "lab"
+
+
+def network_of(name: str, subnet: str) -> LabNetwork:
+    network = ipaddress.IPv4Network(subnet)
+    return LabNetwork(
+        name=f"toolkit-env-{name}",
+        subnet=str(network),
+        gateway=str(network.network_address + 1),
+        label=f"{ENV_LABEL}={name}",
+        container_prefix=CONTAINER_PREFIX,
+    )
+
+
+def free_subnet(taken: set[str]) -> str:
+    """The first 10.242.N.0/24 (N from 20) that no podman network uses."""
+    used = [ipaddress.IPv4Network(s) for s in taken]
+    for octet in SUBNET_OCTETS:
+        candidate = ipaddress.IPv4Network(f"10.242.{octet}.0/24")
+        if not any(candidate.overlaps(other) for other in used):
+            return str(candidate)
+    raise LabError("no free 10.242.N.0/24 left for another lab environment", hint="toolkit env down an old one")
+
+
+def assign_addresses(names: list[str], subnet: str, previous: dict[str, str]) -> dict[str, str]:
+    """An address for every host: the one it had (state.json), else the lowest free one from .11.
+
+    Keyed by host name, so growing a count adds hosts at new addresses and never renumbers the others.
+    """
+    network = ipaddress.IPv4Network(subnet)
+    kept = {name: previous[name] for name in names if name in previous}
+    free = (
+        str(network.network_address + n) for n in HOST_OCTETS if str(network.network_address + n) not in kept.values()
+    )
+    assigned: dict[str, str] = {}
+    for name in names:
+        address = kept.get(name) or next(free, None)
+        if address is None:
+            raise LabError(f"the environment's network {subnet} has no address left for {name}")
+        assigned[name] = address
+    return assigned
+
+
+def lab_hosts(spec: EnvironmentSpec, addresses: dict[str, str]) -> list[LabHost]:
+    return [
+        LabHost(host.name, addresses[host.name], host.groups, dict(host.hostvars), container_prefix=CONTAINER_PREFIX)
+        for host in spec.hosts
+    ]
+
+
+class LabEnvironment(Lab):
+    """One environment's containers, network, key and inventory (the lab's machinery, the environment's names)."""
+
+    def __init__(self, name: str, state: StatePaths) -> None:
+        directory = environment_dir(state, name)
+        super().__init__(LabPaths(state_dir=directory, inventory_file=directory / "inventory" / "hosts.yml"))
+        self.name = name
+        self.containers_conf = state.lab / "containers.conf"  # the machine's podman settings, as the lab's
+        recorded = self.state()
+        if recorded is not None and recorded.get("provider") == "lab" and recorded.get("subnet"):
+            self.network = network_of(name, str(recorded["subnet"]))
+        else:
+            self.network = network_of(name, "10.242.20.0/24")  # placeholder until up() allocates one
+
+    @property
+    def podman(self) -> Podman:
+        if self._podman is None:
+            self._podman = Podman(self.containers_conf)
+        return self._podman
+
+    @property
+    def inventory_dir(self) -> Path:
+        return self.paths.inventory_file.parent
+
+    def is_up(self) -> bool:
+        state = self.state()
+        return state is not None and state.get("provider") == "lab"
+
+    def _refuse_foreign_lab(self, action: str) -> None:
+        """Environments are found by their own label; another checkout's lab is no concern of theirs."""
+
+    def hosts(self) -> list[LabHost]:
+        state = self.state()
+        if state is None or state.get("provider") != "lab":
+            raise LabError(
+                f"environment {self.name} is not up in the lab", hint=f"toolkit env up {self.name} --provider lab"
+            )
+        return [
+            LabHost(h["name"], h["address"], tuple(h["groups"]), dict(h["vars"]), container_prefix=CONTAINER_PREFIX)
+            for h in state["hosts"]
+        ]
+
+    def up_from(self, spec: EnvironmentSpec) -> list[HostStatus]:
+        """Create what the spec has and the lab lacks; start what is stopped. Never removes a host."""
+        recorded = self.state() if self.is_up() else None
+        if recorded is None:
+            taken = {
+                subnet["subnet"]
+                for network in self.podman.json("network", "ls", "--format", "json") or []
+                for subnet in network.get("subnets") or []
+            }
+            taken.add(profiles.SUBNET)
+            self.network = network_of(self.name, free_subnet(taken))
+        previous = {h["name"]: h["address"] for h in (recorded or {}).get("hosts", [])}
+        addresses = assign_addresses([h.name for h in spec.hosts], self.network.subnet, previous)
+        hosts = lab_hosts(spec, addresses)
+        # Hosts the spec no longer has stay until `down`, as on AWS: up never deletes.
+        kept = [
+            LabHost(n, a, tuple(g), v, container_prefix=CONTAINER_PREFIX)
+            for n, a, g, v in self._dropped(recorded, spec)
+        ]
+        self._write_environment_state(spec, [*hosts, *kept], recorded)
+        self._link_group_vars()
+        return self.bring_up([*hosts, *kept], toolkit_env=self.name)
+
+    @staticmethod
+    def _dropped(
+        recorded: dict[str, Any] | None, spec: EnvironmentSpec
+    ) -> list[tuple[str, str, list[str], dict[str, str]]]:
+        wanted = {h.name for h in spec.hosts}
+        return [
+            (h["name"], h["address"], h["groups"], h["vars"])
+            for h in (recorded or {}).get("hosts", [])
+            if h["name"] not in wanted
+        ]
+
+    def _write_environment_state(
+        self, spec: EnvironmentSpec, hosts: list[LabHost], recorded: dict[str, Any] | None
+    ) -> None:
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = {
+            "provider": "lab",
+            "environment": self.name,
+            "owner": spec.owner,
+            "network": self.network.name,
+            "subnet": self.network.subnet,
+            "created": (recorded or {}).get("created") or utc_iso(),
+            "hosts": [
+                {"name": h.name, "address": h.address, "groups": list(h.groups), "vars": h.hostvars} for h in hosts
+            ],
+        }
+        self.paths.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    def _link_group_vars(self) -> None:
+        self.inventory_dir.mkdir(parents=True, exist_ok=True)
+        link = self.inventory_dir / "group_vars"
+        target = lab_inventory() / "group_vars"
+        if link.is_symlink() and link.resolve() == target.resolve():
+            return
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+
+    def down(self, purge_cache: bool = False) -> list[str]:
+        removed = super().down(purge_cache=purge_cache)
+        link = self.inventory_dir / "group_vars"
+        if link.is_symlink():
+            link.unlink()
+        if self.inventory_dir.is_dir() and not any(self.inventory_dir.iterdir()):
+            self.inventory_dir.rmdir()
+        return removed

@@ -4,12 +4,14 @@ The containers themselves are made by tests/env/test_env_lab.py (a real `toolkit
 """
 
 import datetime as dt
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from toolkit.environments.lab_env import assign_addresses, free_subnet, lab_hosts, network_of
+from toolkit.environments.lab_env import assign_addresses, expiry_of, free_subnet, lab_hosts, network_of
 from toolkit.environments.spec import EnvironmentSpec, parse_spec
 from toolkit.errors import LabError
 from toolkit.lab import inventory, profiles
@@ -100,3 +102,41 @@ def test_the_labs_group_vars_name_no_address_of_their_own() -> None:
     assert "10.242." not in text
     documents = [yaml.safe_load(path.read_text()) for path in sorted(group_vars.glob("*.yml"))]
     assert any("{{ toolkit_lab_network }}" in str(document) for document in documents)
+
+
+def write_lab_state(home: Path, name: str, *, created: str, expires_at: str | None, protected: bool = False) -> None:
+    directory = home / "environments" / name / "lab"
+    directory.mkdir(parents=True)
+    hosts = [{"name": f"{name}-prometheus-1", "address": "10.242.20.11", "groups": ["prometheus"], "vars": {}}]
+    state = {
+        "provider": "lab", "environment": name, "owner": "sre", "network": f"toolkit-env-{name}",
+        "subnet": "10.242.20.0/24", "created": created, "expires_at": expires_at, "protected": protected,
+        "hosts": hosts,
+    }  # fmt: skip
+    (directory / "state.json").write_text(json.dumps(state))
+
+
+def test_list_and_reap_in_the_lab_read_the_environments_state(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOOLKIT_HOME", str(tmp_path))
+    write_lab_state(tmp_path, "old", created="2026-12-01T00:00:00+00:00", expires_at="2026-12-01T08:00:00+00:00")
+    write_lab_state(tmp_path, "kept", created="2026-12-01T00:00:00+00:00", expires_at=None, protected=True)
+    write_lab_state(tmp_path, "fresh", created="2026-12-01T00:00:00+00:00", expires_at="2999-01-01T00:00:00+00:00")
+
+    listed = cli("env", "list", "--provider", "lab", "--json")
+    assert listed.code == 0, listed.err
+    by_name = {env["name"]: env for env in json.loads(listed.out)}
+    assert sorted(by_name) == ["fresh", "kept", "old"]
+    assert by_name["old"]["expired"] and not by_name["fresh"]["expired"] and not by_name["kept"]["expired"]
+    assert (by_name["old"]["region"], by_name["old"]["hosts"], by_name["kept"]["protected"]) == ("lab", 1, True)
+
+    reaped = cli("env", "reap", "--provider", "lab", "--dry-run", "--json")
+    assert reaped.code == 0, reaped.err
+    assert [env["environment"] for env in json.loads(reaped.out)["environments"]] == ["old"]
+    assert (tmp_path / "environments" / "old" / "lab" / "state.json").exists()  # a dry run removes nothing
+
+
+def test_an_expiry_is_fixed_at_the_first_up(tmp_path: Path) -> None:
+    spec = spec_with(tmp_path)
+    assert expiry_of(spec, "2026-12-05T10:00:00Z") == "2026-12-05T18:00:00+00:00"  # ttl 8h from creation

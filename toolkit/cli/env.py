@@ -14,6 +14,7 @@ from toolkit.environments.aws_down import Teardown, list_environments, take_down
 from toolkit.environments.aws_model import aws_settings, desired_resources
 from toolkit.environments.aws_state import aws_errors, ec2_client, endpoints, read_environment, read_environment_in
 from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
+from toolkit.environments.lab_env import list_lab_environments
 from toolkit.environments.plan import make_plan
 from toolkit.environments.spec import environments_dir, known_specs, load_spec
 from toolkit.errors import UsageError
@@ -142,12 +143,26 @@ def _regions(regions: list[str] | None) -> list[str]:
     return found
 
 
+ProviderOption = Annotated[str, typer.Option("--provider", help="Where the environments live: aws or lab.")]
+
+
+def _provider(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise UsageError(f"--provider {provider!r}: valid: {', '.join(PROVIDERS)}")
+    return provider
+
+
 @app.command("list")
-def list_command(regions: RegionOption = None, json_output: JsonOption = False) -> None:
-    """The environments on AWS (found by their VPC's tags): owner, age, expiry, protection, hosts."""
+def list_command(
+    regions: RegionOption = None, provider: ProviderOption = "aws", json_output: JsonOption = False
+) -> None:
+    """The environments (on AWS found by their VPC's tags; in the lab by their state): owner, age, expiry, hosts."""
     now = dt.datetime.now(dt.UTC)
-    with aws_errors():
-        found = [env for region in _regions(regions) for env in list_environments(ec2_client(region), region)]
+    if _provider(provider) == "lab":
+        found = list_lab_environments(state_paths())
+    else:
+        with aws_errors():
+            found = [env for region in _regions(regions) for env in list_environments(ec2_client(region), region)]
     if json_output:
         console.emit_json([env.to_dict(now) for env in found])
     else:
@@ -209,11 +224,20 @@ def down(
 def reap(
     regions: RegionOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what has expired.")] = False,
+    provider: ProviderOption = "aws",
     json_output: JsonOption = False,
 ) -> None:
     """Take down every environment whose time to live has passed (never a protected one). For cron, like drift."""
     now = dt.datetime.now(dt.UTC)
     results: list[Teardown] = []
+    if _provider(provider) == "lab":
+        state = state_paths()
+        for env in list_lab_environments(state):
+            if env.expired(now):
+                removed = [] if dry_run else env_lab.lab_down(env.name, state, purge_cache=False)
+                results.append(Teardown(env.name, deleted=env_lab.as_steps(removed)))
+        _report_teardowns(results, json_output, dry_run=dry_run)
+        return
     with aws_errors():
         for region in _regions(regions):
             client = ec2_client(region)

@@ -16,6 +16,7 @@ import typer
 from toolkit import console
 from toolkit.cli.converge import cancel_on_signals
 from toolkit.environments.lab_env import LabEnvironment
+from toolkit.environments.plan import Step
 from toolkit.environments.spec import EnvironmentSpec
 from toolkit.exit_codes import ExitCode
 from toolkit.lab.lab import HostStatus, status_as_dict
@@ -133,6 +134,15 @@ def lab_up(spec: EnvironmentSpec, state: StatePaths, settings: RunSettings, verb
 
 def lab_down(name: str, state: StatePaths, purge_cache: bool) -> list[str]:
     return LabEnvironment(name, state).down(purge_cache=purge_cache)
+
+
+def as_steps(removed: list[str]) -> list[Step]:
+    """`down`'s list ("container X", "network Y", "apt-cacher-ng", paths) as teardown steps for the report."""
+    steps = []
+    for item in removed:
+        kind, _, name = item.partition(" ")
+        steps.append(Step("delete", kind, name) if kind in ("container", "network") else Step("delete", "file", item))
+    return steps
 
 
 def finish(report: LabUpReport, json_output: bool) -> NoReturn:

@@ -9,11 +9,13 @@ inventory, whose group_vars are the lab's (inventories/lab/group_vars: they name
 ``toolkit_lab_network``/``toolkit_lab_gateway``, which the inventory sets).
 """
 
+import datetime as dt
 import ipaddress
 import json
 from pathlib import Path
 from typing import Any
 
+from toolkit.environments.aws_down import EnvironmentListing
 from toolkit.environments.spec import EnvironmentSpec
 from toolkit.errors import LabError
 from toolkit.lab import profiles
@@ -81,6 +83,45 @@ def lab_hosts(spec: EnvironmentSpec, addresses: dict[str, str]) -> list[LabHost]
         LabHost(host.name, addresses[host.name], host.groups, dict(host.hostvars), container_prefix=CONTAINER_PREFIX)
         for host in spec.hosts
     ]
+
+
+def expiry_of(spec: EnvironmentSpec, created: str) -> str | None:
+    if spec.expires_at is not None:
+        return spec.expires_at.isoformat()
+    if spec.ttl is not None:
+        return (_parse_time(created) + spec.ttl).isoformat()
+    return None
+
+
+def _parse_time(text: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def list_lab_environments(state: StatePaths) -> list[EnvironmentListing]:
+    """The environments up in the lab, from their state files (there are no tags to read here)."""
+    found = []
+    for state_file in sorted((state.home / "environments").glob("*/lab/state.json")):
+        try:
+            recorded = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(recorded, dict) or recorded.get("provider") != "lab":
+            continue
+        expires = recorded.get("expires_at")
+        found.append(
+            EnvironmentListing(
+                name=str(recorded.get("environment") or state_file.parent.parent.name),
+                region="lab",
+                vpc_id=str(recorded.get("network", "")),
+                owner=str(recorded.get("owner", "")),
+                created_at=_parse_time(str(recorded["created"])) if recorded.get("created") else None,
+                expires_at=_parse_time(str(expires)) if expires else None,
+                protected=bool(recorded.get("protected", False)),
+                hosts=len(recorded.get("hosts") or []),
+            )
+        )
+    return found
 
 
 class LabEnvironment(Lab):
@@ -163,13 +204,17 @@ class LabEnvironment(Lab):
         self, spec: EnvironmentSpec, hosts: list[LabHost], recorded: dict[str, Any] | None
     ) -> None:
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        created = str((recorded or {}).get("created") or utc_iso())
         state = {
             "provider": "lab",
             "environment": self.name,
             "owner": spec.owner,
             "network": self.network.name,
             "subnet": self.network.subnet,
-            "created": (recorded or {}).get("created") or utc_iso(),
+            "created": created,
+            # Fixed at the first up, as on AWS: a second up does not push the expiry out.
+            "expires_at": (recorded or {}).get("expires_at") or expiry_of(spec, created),
+            "protected": spec.protected,
             "hosts": [
                 {"name": h.name, "address": h.address, "groups": list(h.groups), "vars": h.hostvars} for h in hosts
             ],

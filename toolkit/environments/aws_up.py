@@ -6,7 +6,6 @@ tag, the rest inside it, each created only when missing); this module turns a sp
 """
 
 import datetime as dt
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from toolkit.environments.aws_model import (
 )
 from toolkit.environments.aws_state import Client
 from toolkit.environments.spec import EnvironmentSpec
-from toolkit.errors import ToolkitError
 from toolkit.paths import StatePaths, project_root
 from toolkit.runner.execute import PlaybookRun
 from toolkit.runner.extravars import ExtraVars
 from toolkit.runner.inventory import ResolvedInventory
+from toolkit.sshkeys import ensure_key
 from toolkit.timestamps import UTC_FORMAT
 
 PLAYBOOK = "playbooks/_env_aws.yml"
@@ -116,19 +115,7 @@ def up_variables(spec: EnvironmentSpec, public_key: str, created: dt.datetime) -
 def environment_key(state: StatePaths, env: str) -> Path:
     """The environment's SSH key (made on first use): its public half becomes the EC2 key pair, so the hosts'
     first login (Debian's ``admin``) is with it."""
-    key = state.home / "environments" / env / "id_ed25519"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        made = subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"toolkit-env-{env}", "-f", str(key)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-        if made.returncode != 0:
-            raise ToolkitError(f"ssh-keygen could not make {key}: {made.stderr.strip()}")
-    return key
+    return ensure_key(state.home / "environments" / env / "id_ed25519", f"toolkit-env-{env}")
 
 
 def up_run(spec: EnvironmentSpec, variables: dict[str, Any], verbosity: int = 0) -> PlaybookRun:

@@ -20,6 +20,7 @@ from toolkit.lab import inventory, profiles
 from toolkit.lab.aptcache import AptCache
 from toolkit.lab.podman import Podman
 from toolkit.lab.profiles import LabHost
+from toolkit.sshkeys import ensure_key
 from toolkit.timestamps import utc_iso
 
 BOOT_TIMEOUT = 90.0
@@ -302,13 +303,7 @@ class Lab:
         return statuses
 
     def _ensure_key(self) -> None:
-        if self.paths.key.exists():
-            return
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "toolkit-lab", "-f", str(self.paths.key)],
-            check=True,
-            capture_output=True,
-        )
+        ensure_key(self.paths.key, "toolkit-lab")
 
     def _write_state(self, profile: str) -> None:
         state = {"profile": profile, "network": self.network.name, "created": utc_iso()}

@@ -691,7 +691,7 @@ _PLAN_MARKS = {
 
 def print_environment_plan(plan: EnvironmentPlan, region: str) -> None:
     """Terraform's shape: one line per resource, + create, ~ change (with each difference), - delete."""
-    out.print(f"[bold]plan[/bold] {plan.environment} on aws {region}")
+    out.print(f"[bold]plan[/bold] {plan.environment} " + ("in the lab" if region == "lab" else f"on aws {region}"))
     for step in plan.steps:
         where = f" ({step.resource_id})" if step.resource_id else ""
         out.print(f"  {_PLAN_MARKS[step.action]} {step.action:<6} {step.kind} {escape(step.name)}{where}")

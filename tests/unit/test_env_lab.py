@@ -11,10 +11,20 @@ from typing import Any
 import pytest
 import yaml
 
-from toolkit.environments.lab_env import assign_addresses, expiry_of, free_subnet, lab_hosts, network_of
+from toolkit.environments.lab_env import (
+    LabEnvironment,
+    assign_addresses,
+    desired_lab_resources,
+    expiry_of,
+    free_subnet,
+    lab_hosts,
+    network_of,
+)
+from toolkit.environments.plan import make_plan
 from toolkit.environments.spec import EnvironmentSpec, parse_spec
 from toolkit.errors import LabError
 from toolkit.lab import inventory, profiles
+from toolkit.paths import StatePaths
 
 NOW = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
 
@@ -140,3 +150,54 @@ def test_list_and_reap_in_the_lab_read_the_environments_state(
 def test_an_expiry_is_fixed_at_the_first_up(tmp_path: Path) -> None:
     spec = spec_with(tmp_path)
     assert expiry_of(spec, "2026-12-05T10:00:00Z") == "2026-12-05T18:00:00+00:00"  # ttl 8h from creation
+
+
+class FakePodman:
+    """What `podman ps` and `podman network exists` answer, for the plan (no podman runs)."""
+
+    def __init__(self, containers: list[dict[str, Any]], network: bool) -> None:
+        self.containers, self.network = containers, network
+
+    def exists(self, kind: str, name: str) -> bool:
+        return kind == "network" and self.network
+
+    def json(self, *args: str) -> list[dict[str, Any]]:
+        assert "label=io.toolkit.env=demo" in args
+        return self.containers
+
+
+def test_plan_in_the_lab_keeps_starts_creates_and_leaves_dropped_hosts_for_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    state = StatePaths(home=home)
+    directory = home / "environments" / "demo" / "lab"
+    directory.mkdir(parents=True)
+    recorded = [
+        {"name": "demo-postgresql-1", "address": "10.242.20.11", "groups": ["postgresql_primary"], "vars": {}},
+        {"name": "demo-cassandra-1", "address": "10.242.20.12", "groups": ["cassandra"],
+         "vars": {"cassandra_dc": "dc1", "cassandra_rack": "rack1"}},
+        {"name": "demo-old-1", "address": "10.242.20.13", "groups": ["prometheus"], "vars": {}},
+    ]  # fmt: skip
+    (directory / "state.json").write_text(
+        json.dumps(
+            {"provider": "lab", "subnet": "10.242.20.0/24", "created": "2026-12-05T00:00:00Z", "hosts": recorded}
+        )
+    )
+    containers = [
+        {"Names": ["toolkit-env-demo-postgresql-1"], "State": "running"},
+        {"Names": ["toolkit-env-demo-cassandra-1"], "State": "exited"},
+        {"Names": ["toolkit-env-demo-old-1"], "State": "running"},
+    ]
+    environment = LabEnvironment("demo", state)
+    monkeypatch.setattr(environment, "_podman", FakePodman(containers, network=True))
+
+    plan = make_plan("demo", desired_lab_resources(spec_with(tmp_path)), environment.existing_resources())
+    actions = {(step.kind, step.name): step for step in plan.steps}
+    assert actions[("network", "toolkit-env-demo")].action == "keep"
+    assert actions[("container", "toolkit-env-demo-postgresql-1")].action == "keep"
+    started = actions[("container", "toolkit-env-demo-cassandra-1")]
+    assert (started.action, started.differences) == ("change", ("state: exited -> running",))
+    assert actions[("container", "toolkit-env-demo-prometheus-1")].action == "create"
+    assert actions[("container", "toolkit-env-demo-old-1")].action == "delete"
+    assert (plan.count("create"), plan.count("keep")) == (4, 2)

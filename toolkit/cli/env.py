@@ -14,7 +14,7 @@ from toolkit.environments.aws_down import Teardown, list_environments, take_down
 from toolkit.environments.aws_model import aws_settings, desired_resources
 from toolkit.environments.aws_state import aws_errors, ec2_client, endpoints, read_environment, read_environment_in
 from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
-from toolkit.environments.lab_env import list_lab_environments
+from toolkit.environments.lab_env import LabEnvironment, desired_lab_resources, list_lab_environments
 from toolkit.environments.plan import make_plan
 from toolkit.environments.spec import environments_dir, known_specs, load_spec
 from toolkit.errors import UsageError
@@ -43,16 +43,25 @@ def show(
 @app.command("plan")
 def plan(
     name: Annotated[str, typer.Argument(help="The environment: environments/NAME.yml.")],
-    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws.")] = "aws",
+    provider: Annotated[str, typer.Option("--provider", help="Where the environment lives: aws or lab.")] = "aws",
     json_output: JsonOption = False,
 ) -> None:
     """Show, changing nothing, what `up` would create, change or keep, and what exists that the spec no longer has.
 
-    Reads only resources tagged toolkit:environment=NAME, with the credentials and endpoint boto3 finds
-    (AWS_PROFILE, AWS_ENDPOINT_URL, ...).
+    On aws, reads only resources tagged toolkit:environment=NAME, with the credentials and endpoint boto3 finds
+    (AWS_PROFILE, AWS_ENDPOINT_URL, ...); in the lab, the containers labelled io.toolkit.env=NAME and the
+    network.
     """
-    if provider != "aws":
-        raise UsageError(f"--provider {provider!r}: plan supports aws (the lab's plan is still to come)")
+    if _provider(provider) == "lab":
+        lab_spec = load_spec(name)
+        lab_plan = make_plan(
+            name, desired_lab_resources(lab_spec), LabEnvironment(name, state_paths()).existing_resources()
+        )
+        if json_output:
+            console.emit_json({"provider": provider, **lab_plan.to_dict()})
+        else:
+            console.print_environment_plan(lab_plan, "lab")
+        return
     spec = load_spec(name)
     aws = aws_settings(spec)
     result = make_plan(spec.name, desired_resources(spec), read_environment_in(aws.region, spec.name))
@@ -82,9 +91,7 @@ def up(
     Idempotent: a second `up` finds everything and changes nothing; a grown count adds hosts. `up` never
     deletes (a host the spec no longer has stays until `down`).
     """
-    if provider not in PROVIDERS:
-        raise UsageError(f"--provider {provider!r}: valid: {', '.join(PROVIDERS)}")
-    if provider == "lab":
+    if _provider(provider) == "lab":
         if resources_only:
             raise UsageError("--resources-only is for aws; the lab's hosts are ready as soon as they exist")
         lab_spec = load_spec(name)
@@ -187,9 +194,7 @@ def down(
 
     A protected environment (protected: true in its spec, or its VPC's toolkit:protected tag) is refused.
     """
-    if provider not in PROVIDERS:
-        raise UsageError(f"--provider {provider!r}: valid: {', '.join(PROVIDERS)}")
-    if provider == "lab":
+    if _provider(provider) == "lab":
         lab_spec = load_spec(name, now=dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) if spec_path_exists(name) else None
         if lab_spec is not None and lab_spec.protected:
             raise UsageError(f"environment {name} is protected: down refuses it", hint="unprotect it in its spec first")

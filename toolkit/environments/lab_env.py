@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.environments.aws_down import EnvironmentListing
+from toolkit.environments.aws_model import Resource
 from toolkit.environments.spec import EnvironmentSpec
 from toolkit.errors import LabError
 from toolkit.lab import profiles
@@ -124,6 +125,25 @@ def list_lab_environments(state: StatePaths) -> list[EnvironmentListing]:
     return found
 
 
+def _container_attributes(
+    groups: list[str] | tuple[str, ...], hostvars: dict[str, Any], state: str
+) -> tuple[tuple[str, str], ...]:
+    return (("groups", ",".join(groups)), *sorted((k, str(v)) for k, v in hostvars.items()), ("state", state))
+
+
+def desired_lab_resources(spec: EnvironmentSpec) -> list[Resource]:
+    """What `up` makes in the lab: the network, then one running container per host of the spec."""
+    return [
+        Resource("network", network_of(spec.name, "10.242.20.0/24").name),
+        *(
+            Resource(
+                "container", CONTAINER_PREFIX + host.name, _container_attributes(host.groups, host.hostvars, "running")
+            )
+            for host in spec.hosts
+        ),
+    ]
+
+
 class LabEnvironment(Lab):
     """One environment's containers, network, key and inventory (the lab's machinery, the environment's names)."""
 
@@ -165,6 +185,23 @@ class LabEnvironment(Lab):
             LabHost(h["name"], h["address"], tuple(h["groups"]), dict(h["vars"]), container_prefix=CONTAINER_PREFIX)
             for h in state["hosts"]
         ]
+
+    def existing_resources(self) -> list[Resource]:
+        """The network and the containers labelled as this environment's, with what state.json says of each."""
+        podman = self.podman
+        found: list[Resource] = []
+        if podman.exists("network", self.network.name):
+            found.append(Resource("network", self.network.name, resource_id=self.network.subnet))
+        recorded = {h["name"]: h for h in (self.state() or {}).get("hosts", [])}
+        listed = podman.json("ps", "--all", "--filter", f"label={self.network.label}", "--format", "json") or []
+        for entry in listed:
+            container = (entry.get("Names") or [""])[0]
+            host = recorded.get(container.removeprefix(CONTAINER_PREFIX), {})
+            attributes = _container_attributes(
+                host.get("groups", []), host.get("vars", {}), str(entry.get("State", ""))
+            )
+            found.append(Resource("container", container, attributes, resource_id=str(host.get("address", ""))))
+        return found
 
     def up_from(self, spec: EnvironmentSpec) -> list[HostStatus]:
         """Create what the spec has and the lab lacks; start what is stopped. Never removes a host."""

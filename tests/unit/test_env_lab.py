@@ -14,6 +14,7 @@ import yaml
 from toolkit.environments.lab_env import (
     LabEnvironment,
     assign_addresses,
+    choose_network,
     desired_lab_resources,
     expiry_of,
     free_subnet,
@@ -201,3 +202,12 @@ def test_plan_in_the_lab_keeps_starts_creates_and_leaves_dropped_hosts_for_down(
     assert actions[("container", "toolkit-env-demo-prometheus-1")].action == "create"
     assert actions[("container", "toolkit-env-demo-old-1")].action == "delete"
     assert (plan.count("create"), plan.count("keep")) == (4, 2)
+
+
+def test_a_fresh_environment_takes_a_free_subnet_and_one_whose_network_outlived_its_state_keeps_it() -> None:
+    podmans = [{"name": "podman", "subnets": [{"subnet": "10.88.0.0/16"}]}]
+    assert choose_network("demo", podmans).subnet == "10.242.20.0/24"
+    others = [*podmans, {"name": "toolkit-env-other", "subnets": [{"subnet": "10.242.20.0/24"}]}]
+    assert choose_network("demo", others).subnet == "10.242.21.0/24"
+    leftover = [*others, {"name": "toolkit-env-demo", "subnets": [{"subnet": "10.242.33.0/24"}]}]
+    assert choose_network("demo", leftover).subnet == "10.242.33.0/24"

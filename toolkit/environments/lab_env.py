@@ -60,6 +60,18 @@ def free_subnet(taken: set[str]) -> str:
     raise LabError("no free 10.242.N.0/24 left for another lab environment", hint="toolkit env down an old one")
 
 
+def choose_network(name: str, networks: list[dict[str, Any]]) -> LabNetwork:
+    """The network for an environment without state: its own if it outlived the state (a run killed before
+    `down`), subnet and all, so its containers keep their addresses; else a free subnet (podman's
+    `network ls` answer is what is taken)."""
+    own = network_of(name, "10.242.20.0/24").name
+    adopted = [subnet["subnet"] for n in networks if n.get("name") == own for subnet in n.get("subnets") or []]
+    if adopted:
+        return network_of(name, str(adopted[0]))
+    taken = {str(subnet["subnet"]) for n in networks for subnet in n.get("subnets") or []}
+    return network_of(name, free_subnet(taken | {profiles.SUBNET}))
+
+
 def assign_addresses(names: list[str], subnet: str, previous: dict[str, str]) -> dict[str, str]:
     """An address for every host: the one it had (state.json), else the lowest free one from .11.
 
@@ -207,13 +219,7 @@ class LabEnvironment(Lab):
         """Create what the spec has and the lab lacks; start what is stopped. Never removes a host."""
         recorded = self.state() if self.is_up() else None
         if recorded is None:
-            taken = {
-                subnet["subnet"]
-                for network in self.podman.json("network", "ls", "--format", "json") or []
-                for subnet in network.get("subnets") or []
-            }
-            taken.add(profiles.SUBNET)
-            self.network = network_of(self.name, free_subnet(taken))
+            self.network = choose_network(self.name, self.podman.json("network", "ls", "--format", "json") or [])
         previous = {h["name"]: h["address"] for h in (recorded or {}).get("hosts", [])}
         addresses = assign_addresses([h.name for h in spec.hosts], self.network.subnet, previous)
         hosts = lab_hosts(spec, addresses)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.aws_env import REGION, spec_of
+from tests.unit.aws_env import spec_of
 from tests.unit.conftest import CliOutcome, Project
-from tests.unit.plugins.conftest import aws_env, listed, plain, write_config
+from tests.unit.plugins.conftest import aws_env, listed, plain
 from toolkit.environments.aws_model import ENV_TAG
 from toolkit.environments.aws_state import ingress_of
 
@@ -71,17 +71,10 @@ def up(cli: Cli) -> dict[str, Any]:
     return document
 
 
-def fleet_inventory(directory: Path, moto_url: str) -> dict[str, Any]:
-    """The environment as plugins/inventory/aws_fleet.py lists it, through ansible-inventory."""
-    config = {
-        "plugin": "aws_fleet",
-        "regions": [REGION],
-        "filters": {"tag:env": "demo"},
-        "hostnames": ["tag:Name"],
-        "ansible_host": ["private-ip-address"],
-        "group_by_tags": ["cluster"],
-    }
-    document: dict[str, Any] = plain(listed(write_config(directory, "demo.aws.yml", config), aws_env(moto_url)))
+def fleet_inventory(config: Path, moto_url: str) -> dict[str, Any]:
+    """The environment as plugins/inventory/aws_fleet.py lists it, through ansible-inventory, from the inventory
+    `up` wrote (plugin config and group_vars)."""
+    document: dict[str, Any] = plain(listed(config, aws_env(moto_url)))
     return document
 
 
@@ -161,8 +154,11 @@ def test_up_builds_the_planned_environment_once_grows_it_and_down_removes_only_i
     assert (sorted(tags_of(i)["Name"] for i in instances(account)), vpc_again["VpcId"]) == ids
     assert tags_of(vpc_again)["toolkit:created-at"] == created
 
-    # The inventory plugin places the hosts and gives the topology the roles read.
-    document = fleet_inventory(tmp_path, moto_url)
+    # The inventory up wrote: the plugin places the hosts and gives the topology the roles read, and group_vars
+    # made from the spec give each firewall the spec's networks.
+    config = Path(again["inventory"])
+    assert config == project.home / "environments" / "demo" / "aws" / "inventory" / "demo.aws.yml"
+    document = fleet_inventory(config, moto_url)
     assert sorted(document["cassandra"]["hosts"]) == ["demo-cassandra-1", "demo-cassandra-2", "demo-cassandra-3"]
     assert document["postgresql_primary"]["hosts"] == ["demo-postgresql-1"]
     assert document["postgresql_replica"]["hosts"] == ["demo-postgresql-2"]
@@ -174,6 +170,19 @@ def test_up_builds_the_planned_environment_once_grows_it_and_down_removes_only_i
     assert hostvars["demo-postgresql-2"]["postgresql_primary_group"] == "postgresql_demo_postgresql_primary"
     seeds = hostvars["demo-cassandra-1"]["cassandra_seeds"]
     assert len(seeds) == 3 and seeds == hostvars["demo-cassandra-2"]["cassandra_seeds"]
+    primary = hostvars["demo-postgresql-1"]
+    assert primary["ansible_host"] == endpoints["demo-postgresql-1"]["public_ip"]  # reached from the admin CIDRs
+    assert (primary["ansible_user"], primary["toolkit_env"]) == ("admin", "demo")
+    assert primary["ansible_ssh_private_key_file"] == str(project.home / "environments" / "demo" / "id_ed25519")
+    assert primary["hardening_firewall_ssh_sources"] == ["198.51.100.0/24"]  # admin_cidrs, nothing wider
+    assert [rule["address"] for rule in primary["postgresql_hba_rules"]] == ["10.60.0.0/16"]  # client_cidrs
+    assert primary["node_exporter_firewall_sources"] == ["10.60.0.0/16"]  # scraped from inside the VPC
+    created_day = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    assert primary["hardening_lynis_waivers"][0]["expires"] == (created_day + dt.timedelta(hours=8)).date().isoformat()
+    assert hostvars["demo-cassandra-1"]["cassandra_keyspaces"] == [{"name": "app", "replication": {"dc1": 3}}]
+    assert hostvars["demo-cassandra-1"]["cassandra_cluster_name"] == "demo"
+    assert "postgresql_hba_rules" not in hostvars["demo-cassandra-1"]
+    assert hostvars["demo-prometheus-1"]["prometheus_firewall_sources"] == ["10.60.0.0/16", "198.51.100.0/24"]
 
     # A grown count adds exactly the new host.
     spec_file = project.root / "environments" / "demo.yml"

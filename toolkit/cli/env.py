@@ -11,6 +11,7 @@ from toolkit.cli import env_lab
 from toolkit.cli.converge import cancel_on_signals
 from toolkit.cli.options import JsonOption, VerboseOption
 from toolkit.environments.aws_down import Teardown, list_environments, take_down
+from toolkit.environments.aws_inventory import write_inventory
 from toolkit.environments.aws_model import aws_settings, desired_resources
 from toolkit.environments.aws_state import aws_errors, ec2_client, endpoints, read_environment, read_environment_in
 from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
@@ -100,7 +101,7 @@ def up(
     if not resources_only:
         raise UsageError(
             "env up on aws: configuring the hosts (SSH, bootstrap, converge site, verify) is still to come",
-            hint="pass --resources-only, then bootstrap and converge with inventories/aws",
+            hint="pass --resources-only, then bootstrap and converge with -i the inventory it writes",
         )
     spec = load_spec(name)
     aws = aws_settings(spec)
@@ -118,16 +119,18 @@ def up(
     with cancel_on_signals() as cancel, console.RunView(f"env up {name}", ("localhost",), verbose=verbose) as view:
         result = run_playbook(run, settings, observer=view.handle, cancel=cancel)
     console.print_run_summary(result)
+    inventory = write_inventory(spec, state, environment_key(state, name), created)
     with aws_errors():
         after = make_plan(spec.name, desired_resources(spec), read_environment(client, spec.name))
         hosts = endpoints(client, spec.name)
     if json_output:
         console.emit_json(
             {"provider": provider, "region": aws.region, "before": before.to_dict(), "after": after.to_dict(),
-             "hosts": [host.to_dict() for host in hosts], "run": result.to_dict()}
+             "hosts": [host.to_dict() for host in hosts], "inventory": str(inventory), "run": result.to_dict()}
         )  # fmt: skip
     else:
         console.print_environment_up(before, after, hosts)
+        console.info(f"inventory: {inventory} (toolkit bootstrap / converge / verify -i it)")
     raise typer.Exit(int(result.exit_code))
 
 

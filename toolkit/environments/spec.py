@@ -63,6 +63,8 @@ class EnvironmentSpec:
     protected: bool
     aws: AwsSettings | None
     hosts: tuple[HostPlan, ...] = field(default_factory=tuple)
+    # Cassandra's replication factor per datacenter (the app keyspace's NetworkTopologyStrategy).
+    replication: dict[str, int] = field(default_factory=dict)
 
     def hosts_of(self, service: str) -> list[HostPlan]:
         return [h for h in self.hosts if h.service == service]
@@ -182,9 +184,17 @@ def parse_spec(document: Any, path: Path, *, now: dt.datetime) -> EnvironmentSpe
         raise read.fail("protected", "must be true or false")
     ttl, expires_at = _lifetime(read, top, protected, now)
     aws = _aws(read, top["aws"]) if "aws" in top else None
-    hosts = _hosts(read, top.get("services"), name, aws)
+    hosts, replication = _hosts(read, top.get("services"), name, aws)
     return EnvironmentSpec(
-        name=name, owner=owner, path=path, expires_at=expires_at, ttl=ttl, protected=protected, aws=aws, hosts=hosts
+        name=name,
+        owner=owner,
+        path=path,
+        expires_at=expires_at,
+        ttl=ttl,
+        protected=protected,
+        aws=aws,
+        hosts=hosts,
+        replication=replication,
     )
 
 
@@ -286,11 +296,12 @@ def _zone(aws: AwsSettings | None, index: int) -> str | None:
     return aws.azs[index % len(aws.azs)] if aws else None
 
 
-def _hosts(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> tuple[HostPlan, ...]:
+def _hosts(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> tuple[tuple[HostPlan, ...], dict[str, int]]:
     services = read.mapping(value, "services", set(SERVICES))
     if not services:
         raise read.fail("services", f"names no service; valid: {', '.join(SERVICES)}")
     hosts: list[HostPlan] = []
+    replication: dict[str, int] = {}
     if "postgresql" in services:
         pg = read.mapping(services["postgresql"], "services.postgresql", {"instance_type", "replicas"})
         kind = read.text(pg.get("instance_type", "t3.medium"), "services.postgresql.instance_type")
@@ -300,16 +311,17 @@ def _hosts(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> tupl
             name = f"{env}-postgresql-{i + 2}"
             hosts.append(HostPlan(name, "postgresql", ("postgresql_replica",), {}, kind, _zone(aws, i + 1)))
     if "cassandra" in services:
-        hosts += _cassandra(read, services["cassandra"], env, aws)
+        nodes, replication = _cassandra(read, services["cassandra"], env, aws)
+        hosts += nodes
     if "prometheus" in services:
         prom = read.mapping(services["prometheus"], "services.prometheus", {"instance_type", "count"})
         kind = read.text(prom.get("instance_type", "t3.medium"), "services.prometheus.instance_type")
         for i in range(read.count(prom.get("count", 1), "services.prometheus.count", 1)):
             hosts.append(HostPlan(f"{env}-prometheus-{i + 1}", "prometheus", ("prometheus",), {}, kind, _zone(aws, i)))
-    return tuple(hosts)
+    return tuple(hosts), replication
 
 
-def _cassandra(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> list[HostPlan]:
+def _cassandra(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> tuple[list[HostPlan], dict[str, int]]:
     """Nodes per DC and rack; on AWS a DC is the region and each rack one zone (GossipingPropertyFileSnitch)."""
     spec = read.mapping(value, "services.cassandra", {"instance_type", "datacenters"})
     kind = read.text(spec.get("instance_type", "m6i.large"), "services.cassandra.instance_type")
@@ -317,6 +329,7 @@ def _cassandra(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> 
     if not isinstance(dcs, list) or not dcs:
         raise read.fail("services.cassandra.datacenters", "must list at least one datacenter")
     hosts: list[HostPlan] = []
+    replication: dict[str, int] = {}
     seen: set[str] = set()
     for d, raw in enumerate(dcs):
         where = f"services.cassandra.datacenters[{d}]"
@@ -335,9 +348,10 @@ def _cassandra(read: _Reader, value: Any, env: str, aws: AwsSettings | None) -> 
         rf = read.count(dc.get("replication_factor", min(3, nodes)), f"{where}.replication_factor", 1)
         if rf > nodes:
             raise read.fail(f"{where}.replication_factor", f"{rf} is larger than the datacenter's {nodes} node(s)")
+        replication[dc_name] = rf
         for r, (rack, size) in enumerate(sizes.items()):
             for _ in range(size):
                 name = f"{env}-cassandra-{len(hosts) + 1}"
                 hostvars = {"cassandra_dc": dc_name, "cassandra_rack": rack}
                 hosts.append(HostPlan(name, "cassandra", ("cassandra",), hostvars, kind, _zone(aws, r)))
-    return hosts
+    return hosts, replication

@@ -13,6 +13,7 @@ from typing import Any
 
 from toolkit.environments.aws_model import CREATED_TAG, ENV_TAG, EXPIRES_TAG, OWNER_TAG, PROTECTED_TAG
 from toolkit.environments.plan import Step
+from toolkit.timestamps import parse_utc
 
 Client = Any  # a boto3 EC2 client
 
@@ -66,14 +67,6 @@ def _tags(raw: dict[str, Any]) -> dict[str, str]:
     return {str(tag["Key"]): str(tag["Value"]) for tag in raw.get("Tags") or ()}
 
 
-def _parse_time(text: str) -> dt.datetime | None:
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def _instances(client: Client, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
     pages = client.get_paginator("describe_instances").paginate(Filters=filters)
     return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
@@ -96,8 +89,8 @@ def list_environments(client: Client, region: str) -> list[EnvironmentListing]:
                 region=region,
                 vpc_id=vpc["VpcId"],
                 owner=tags.get(OWNER_TAG, ""),
-                created_at=_parse_time(tags.get(CREATED_TAG, "")),
-                expires_at=_parse_time(tags.get(EXPIRES_TAG, "")),
+                created_at=parse_utc(tags.get(CREATED_TAG, "")),
+                expires_at=parse_utc(tags.get(EXPIRES_TAG, "")),
                 protected=tags.get(PROTECTED_TAG, "").lower() == "true",
                 hosts=len(hosts),
             )

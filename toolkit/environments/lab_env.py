@@ -9,7 +9,6 @@ inventory, whose group_vars are the lab's (inventories/lab/group_vars: they name
 ``toolkit_lab_network``/``toolkit_lab_gateway``, which the inventory sets).
 """
 
-import datetime as dt
 import ipaddress
 import json
 from pathlib import Path
@@ -24,7 +23,7 @@ from toolkit.lab.lab import HostStatus, Lab, LabPaths
 from toolkit.lab.podman import Podman
 from toolkit.lab.profiles import LabHost, LabNetwork
 from toolkit.paths import StatePaths, lab_inventory
-from toolkit.timestamps import utc_iso
+from toolkit.timestamps import parse_utc, utc_iso
 
 ENV_LABEL = "io.toolkit.env"
 CONTAINER_PREFIX = "toolkit-env-"
@@ -39,10 +38,14 @@ def environment_dir(state: StatePaths, name: str) -> Path:
     return state.home / "environments" / name / "lab"
 
 
+def network_name(name: str) -> str:
+    return f"toolkit-env-{name}"
+
+
 def network_of(name: str, subnet: str) -> LabNetwork:
     network = ipaddress.IPv4Network(subnet)
     return LabNetwork(
-        name=f"toolkit-env-{name}",
+        name=network_name(name),
         subnet=str(network),
         gateway=str(network.network_address + 1),
         label=f"{ENV_LABEL}={name}",
@@ -64,8 +67,9 @@ def choose_network(name: str, networks: list[dict[str, Any]]) -> LabNetwork:
     """The network for an environment without state: its own if it outlived the state (a run killed before
     `down`), subnet and all, so its containers keep their addresses; else a free subnet (podman's
     `network ls` answer is what is taken)."""
-    own = network_of(name, "10.242.20.0/24").name
-    adopted = [subnet["subnet"] for n in networks if n.get("name") == own for subnet in n.get("subnets") or []]
+    adopted = [
+        subnet["subnet"] for n in networks if n.get("name") == network_name(name) for subnet in n.get("subnets") or []
+    ]
     if adopted:
         return network_of(name, str(adopted[0]))
     taken = {str(subnet["subnet"]) for n in networks for subnet in n.get("subnets") or []}
@@ -91,6 +95,17 @@ def assign_addresses(names: list[str], subnet: str, previous: dict[str, str]) ->
     return assigned
 
 
+def host_of_record(record: dict[str, Any]) -> LabHost:
+    """A host as state.json records it."""
+    return LabHost(
+        record["name"],
+        record["address"],
+        tuple(record["groups"]),
+        dict(record["vars"]),
+        container_prefix=CONTAINER_PREFIX,
+    )
+
+
 def lab_hosts(spec: EnvironmentSpec, addresses: dict[str, str]) -> list[LabHost]:
     return [
         LabHost(host.name, addresses[host.name], host.groups, dict(host.hostvars), container_prefix=CONTAINER_PREFIX)
@@ -102,13 +117,9 @@ def expiry_of(spec: EnvironmentSpec, created: str) -> str | None:
     if spec.expires_at is not None:
         return spec.expires_at.isoformat()
     if spec.ttl is not None:
-        return (_parse_time(created) + spec.ttl).isoformat()
+        start = parse_utc(created)
+        return (start + spec.ttl).isoformat() if start is not None else None
     return None
-
-
-def _parse_time(text: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def list_lab_environments(state: StatePaths) -> list[EnvironmentListing]:
@@ -128,8 +139,8 @@ def list_lab_environments(state: StatePaths) -> list[EnvironmentListing]:
                 region="lab",
                 vpc_id=str(recorded.get("network", "")),
                 owner=str(recorded.get("owner", "")),
-                created_at=_parse_time(str(recorded["created"])) if recorded.get("created") else None,
-                expires_at=_parse_time(str(expires)) if expires else None,
+                created_at=parse_utc(str(recorded.get("created") or "")),
+                expires_at=parse_utc(str(expires or "")),
                 protected=bool(recorded.get("protected", False)),
                 hosts=len(recorded.get("hosts") or []),
             )
@@ -146,7 +157,7 @@ def _container_attributes(
 def desired_lab_resources(spec: EnvironmentSpec) -> list[Resource]:
     """What `up` makes in the lab: the network, then one running container per host of the spec."""
     return [
-        Resource("network", network_of(spec.name, "10.242.20.0/24").name),
+        Resource("network", network_name(spec.name)),
         *(
             Resource(
                 "container", CONTAINER_PREFIX + host.name, _container_attributes(host.groups, host.hostvars, "running")
@@ -193,10 +204,7 @@ class LabEnvironment(Lab):
             raise LabError(
                 f"environment {self.name} is not up in the lab", hint=f"toolkit env up {self.name} --provider lab"
             )
-        return [
-            LabHost(h["name"], h["address"], tuple(h["groups"]), dict(h["vars"]), container_prefix=CONTAINER_PREFIX)
-            for h in state["hosts"]
-        ]
+        return [host_of_record(record) for record in state["hosts"]]
 
     def existing_resources(self) -> list[Resource]:
         """The network and the containers labelled as this environment's, with what state.json says of each."""
@@ -224,24 +232,11 @@ class LabEnvironment(Lab):
         addresses = assign_addresses([h.name for h in spec.hosts], self.network.subnet, previous)
         hosts = lab_hosts(spec, addresses)
         # Hosts the spec no longer has stay until `down`, as on AWS: up never deletes.
-        kept = [
-            LabHost(n, a, tuple(g), v, container_prefix=CONTAINER_PREFIX)
-            for n, a, g, v in self._dropped(recorded, spec)
-        ]
+        wanted = {host.name for host in spec.hosts}
+        kept = [host_of_record(r) for r in (recorded or {}).get("hosts", []) if r["name"] not in wanted]
         self._write_environment_state(spec, [*hosts, *kept], recorded)
         self._link_group_vars()
         return self.bring_up([*hosts, *kept], toolkit_env=self.name)
-
-    @staticmethod
-    def _dropped(
-        recorded: dict[str, Any] | None, spec: EnvironmentSpec
-    ) -> list[tuple[str, str, list[str], dict[str, str]]]:
-        wanted = {h.name for h in spec.hosts}
-        return [
-            (h["name"], h["address"], h["groups"], h["vars"])
-            for h in (recorded or {}).get("hosts", [])
-            if h["name"] not in wanted
-        ]
 
     def _write_environment_state(
         self, spec: EnvironmentSpec, hosts: list[LabHost], recorded: dict[str, Any] | None

@@ -159,7 +159,7 @@ def test_an_unreachable_endpoint_is_exit_4(cli: Cli, aws: Any, monkeypatch: pyte
     assert "AWS unreachable" in outcome.err
 
 
-def test_only_aws_is_planned_for_now(cli: Cli, aws: Any) -> None:
-    outcome = cli("env", "plan", "demo", "--provider", "lab")
+def test_an_unknown_provider_is_refused_in_one_line(cli: Cli, aws: Any) -> None:
+    outcome = cli("env", "plan", "demo", "--provider", "gcp")
     assert outcome.code == 2
-    assert "--provider 'lab'" in outcome.err
+    assert "--provider 'gcp': valid: aws, lab" in outcome.err

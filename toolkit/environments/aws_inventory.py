@@ -59,9 +59,7 @@ def group_vars(spec: EnvironmentSpec, state: StatePaths, key: Path, created: dt.
     admin = [str(network) for network in aws.admin_cidrs]
     vpc = [str(aws.vpc_cidr)]
     clients = [str(network) for network in aws.client_cidrs] or vpc
-    expires = spec.expires_at or (
-        created + spec.ttl if spec.ttl else created + dt.timedelta(days=PROTECTED_WAIVER_DAYS)
-    )
+    expires = spec.expiry(created) or created + dt.timedelta(days=PROTECTED_WAIVER_DAYS)
     found: dict[str, dict[str, Any]] = {
         "all": {
             # Debian's images log in as admin, with the key the key pair was made from.

@@ -50,7 +50,7 @@ def created_at(client: Client, env: str, region: str, now: dt.datetime) -> dt.da
 def lifecycle_tags(spec: EnvironmentSpec, created: dt.datetime) -> dict[str, str]:
     """The VPC's tags that `list` and `reap` read: created-at, expires-at (absent: never) and protected."""
     tags = {CREATED_TAG: created.strftime(UTC_FORMAT), PROTECTED_TAG: str(spec.protected).lower()}
-    expires = spec.expires_at or (created + spec.ttl if spec.ttl is not None else None)
+    expires = spec.expiry(created)
     if expires is not None:
         tags[EXPIRES_TAG] = expires.astimezone(dt.UTC).strftime(UTC_FORMAT)
     return tags

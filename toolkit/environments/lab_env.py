@@ -114,12 +114,10 @@ def lab_hosts(spec: EnvironmentSpec, addresses: dict[str, str]) -> list[LabHost]
 
 
 def expiry_of(spec: EnvironmentSpec, created: str) -> str | None:
-    if spec.expires_at is not None:
-        return spec.expires_at.isoformat()
-    if spec.ttl is not None:
-        start = parse_utc(created)
-        return (start + spec.ttl).isoformat() if start is not None else None
-    return None
+    """The spec's expiry for an environment created at ``created`` (state.json's text), as text."""
+    start = parse_utc(created)
+    expires = spec.expiry(start) if start is not None else spec.expires_at
+    return expires.isoformat() if expires is not None else None
 
 
 def list_lab_environments(state: StatePaths) -> list[EnvironmentListing]:

@@ -66,6 +66,12 @@ class EnvironmentSpec:
     # Cassandra's replication factor per datacenter (the app keyspace's NetworkTopologyStrategy).
     replication: dict[str, int] = field(default_factory=dict)
 
+    def expiry(self, created: dt.datetime) -> dt.datetime | None:
+        """When an environment made at ``created`` expires: its expires_at, or created + ttl; None: never."""
+        if self.expires_at is not None:
+            return self.expires_at
+        return created + self.ttl if self.ttl is not None else None
+
     def hosts_of(self, service: str) -> list[HostPlan]:
         return [h for h in self.hosts if h.service == service]
 

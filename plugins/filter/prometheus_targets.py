@@ -15,8 +15,9 @@ DOCUMENTATION = r"""
 name: prometheus_file_sd
 short_description: Inventory hosts as Prometheus file_sd target groups
 description:
-  - One target group per host, C(<address>:<port>), where the address is the host's C(ansible_host) (the
-    inventory name when it has none; IPv6 addresses are bracketed).
+  - One target group per host, C(<address>:<port>), where the address is the host's C(prometheus_target_address)
+    when set (the address peers reach it on, where the controller uses another one, such as an EC2 instance's
+    public address), else its C(ansible_host), else the inventory name; IPv6 addresses are bracketed.
   - Groups come sorted by inventory name, whatever order the input lists the hosts in.
   - Each group carries C(instance) (the inventory name) and the labels of O(labels) the host defines.
 options:
@@ -124,7 +125,7 @@ def file_sd(
         if host not in hostvars:
             raise TargetError(f"host {host!r} is not in the inventory")
         variables = hostvars[host]
-        address = str(variables.get("ansible_host") or host)
+        address = str(variables.get("prometheus_target_address") or variables.get("ansible_host") or host)
         found = {name: _label_value(variables, sources) for name, sources in wanted.items()}
         member_of = set(variables.get("group_names") or ())
         service = next((group for group in service_groups if group in member_of), None)

@@ -68,6 +68,12 @@ def test_one_group_per_host_with_address_port_and_labels() -> None:
     ]
 
 
+def test_a_target_address_wins_over_the_address_the_controller_uses() -> None:
+    """An EC2 host reached on its public address is scraped on its private one, inside the VPC."""
+    hostvars = {"web-1": {"ansible_host": "203.0.113.7", "prometheus_target_address": "10.60.0.12"}}
+    assert targets.file_sd(["web-1"], hostvars, 9100)[0]["targets"] == ["10.60.0.12:9100"]
+
+
 def test_the_same_hosts_in_another_order_give_the_same_targets() -> None:
     hosts = ["db.example.internal", "cassandra-2", "cassandra-1"]
     assert targets.file_sd(hosts, HOSTVARS, 9100, LABELS) == targets.file_sd(sorted(hosts), HOSTVARS, 9100, LABELS)

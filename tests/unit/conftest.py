@@ -94,6 +94,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     monkeypatch.setenv("COLUMNS", "200")
     for name in (
         "TOOLKIT_INVENTORY",
+        "TOOLKIT_ENVIRONMENTS",
         "TOOLKIT_KEEP_RUNS",
         "TOOLKIT_STRATEGY",
         "TOOLKIT_DEBUG",

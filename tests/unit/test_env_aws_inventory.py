@@ -26,9 +26,10 @@ ROLES = {
 }
 
 
-def demo(*, drop: tuple[str, ...] = (), **changes: Any) -> EnvironmentSpec:
+def demo(*, drop: tuple[str, ...] = (), aws: dict[str, Any] | None = None, **changes: Any) -> EnvironmentSpec:
     document = yaml.safe_load((ROOT / "environments" / "demo.yml").read_text())
     document = {key: value for key, value in document.items() if key not in drop} | changes
+    document["aws"] |= aws or {}
     return parse_spec(document, ROOT / "environments" / "demo.yml", now=CREATED)
 
 
@@ -38,12 +39,18 @@ def role_options(role: str) -> dict[str, Any]:
     return options
 
 
+# Read by the prometheus role from every target's hostvars (plugins/filter/prometheus_targets.py), not its own.
+TARGET_VARIABLES = {"prometheus_target_address"}
+PROXIED = {"apt_proxy": "http://proxy.internal:3142", "connect_via": "private"}
+
+
+@pytest.mark.parametrize("aws", [{}, PROXIED], ids=["public", "private-proxied"])
 @pytest.mark.parametrize("group", sorted(ROLES))
 def test_every_generated_variable_is_an_option_of_a_role_its_hosts_run_and_fits_its_spec(
-    group: str, tmp_path: Path
+    group: str, aws: dict[str, str], tmp_path: Path
 ) -> None:
-    variables = group_vars(demo(), StatePaths(home=tmp_path), tmp_path / "id_ed25519", CREATED)[group]
-    connection = {k for k in variables if k.startswith(("ansible_", "toolkit_"))}
+    variables = group_vars(demo(aws=aws), StatePaths(home=tmp_path), tmp_path / "id_ed25519", CREATED)[group]
+    connection = {k for k in variables if k.startswith(("ansible_", "toolkit_"))} | TARGET_VARIABLES
     claimed: set[str] = set()
     for role in ROLES[group]:
         options = role_options(role)
@@ -84,3 +91,17 @@ def test_the_plugin_config_selects_the_environment_by_its_tag() -> None:
     config = plugin_config(demo())
     assert config["filters"] == {"tag:toolkit:environment": "demo"} and config["regions"] == ["eu-west-1"]
     assert config["ansible_host"][0] == "ip-address"
+
+
+def test_the_hosts_are_reached_where_the_spec_says_and_scraped_inside_the_vpc(tmp_path: Path) -> None:
+    state, key = StatePaths(home=tmp_path), tmp_path / "k"
+    # public: the controller uses the public address; Prometheus still scrapes the private one.
+    assert plugin_config(demo())["ansible_host"] == ["ip-address", "private-ip-address"]
+    public = group_vars(demo(), state, key, CREATED)["all"]
+    assert public["prometheus_target_address"] == "{{ aws_private_ip | default(ansible_host) }}"
+    assert "base_apt_proxy" not in public
+    # private (a VPN into the VPC): one address for both, and packages through the spec's proxy.
+    assert plugin_config(demo(aws=PROXIED))["ansible_host"] == ["private-ip-address", "ip-address"]
+    private = group_vars(demo(aws=PROXIED), state, key, CREATED)["all"]
+    assert "prometheus_target_address" not in private
+    assert private["base_apt_proxy"] == "http://proxy.internal:3142"

@@ -143,6 +143,14 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "services.cassandra.datacenters[0].racks: 2 racks but 1 zones: a rack is one zone",
     ),
     "name not the file's": (lambda s: s.update(name="prod"), "name: 'prod' must match the file name 'demo'"),
+    "unknown way in": (
+        lambda s: s["aws"].update(connect_via="tunnel"),
+        "aws.connect_via: 'tunnel': valid: public, private",
+    ),
+    "proxy not a url": (
+        lambda s: s["aws"].update(apt_proxy="proxy.internal:3142"),
+        "aws.apt_proxy: 'proxy.internal:3142' is not an http(s)://host[:port] URL",
+    ),
 }
 
 

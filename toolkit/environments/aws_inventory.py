@@ -25,10 +25,16 @@ HEADER = (
 )
 # A protected environment has no expiry: its Lynis waiver is looked at again a year after creation.
 PROTECTED_WAIVER_DAYS = 365
+ADDRESS_ORDER = {"public": ["ip-address", "private-ip-address"], "private": ["private-ip-address", "ip-address"]}
 
 
 def inventory_dir(state: StatePaths, env: str) -> Path:
     return state.home / "environments" / env / "aws" / "inventory"
+
+
+def known_hosts_path(state: StatePaths, env: str) -> Path:
+    """The environment's known_hosts: filled by `up` (trust on first use), read by every SSH connection."""
+    return state.home / "environments" / env / "aws" / "known_hosts"
 
 
 def _password(secrets: Path, name: str) -> str:
@@ -44,8 +50,9 @@ def plugin_config(spec: EnvironmentSpec) -> dict[str, Any]:
         "filters": {f"tag:{ENV_TAG}": spec.name},
         "states": ["running"],
         "hostnames": ["tag:Name", "instance-id"],
-        # The controller reaches the hosts from the admin CIDRs, outside the VPC: their public address first.
-        "ansible_host": ["ip-address", "private-ip-address"],
+        # The address the controller reaches: public (from the admin CIDRs, outside the VPC) or private (a route
+        # into the VPC); the other is the fallback for a host without one.
+        "ansible_host": ADDRESS_ORDER[aws.connect_via],
         "group_by_tags": ["cluster", "role"],
     }
 
@@ -55,7 +62,7 @@ def group_vars(spec: EnvironmentSpec, state: StatePaths, key: Path, created: dt.
     aws = aws_settings(spec)
     directory = state.home / "environments" / spec.name / "aws"
     secrets = directory / "secrets"
-    known_hosts = directory / "known_hosts"  # filled by bootstrap's trust on first use
+    known_hosts = known_hosts_path(state, spec.name)
     admin = [str(network) for network in aws.admin_cidrs]
     vpc = [str(aws.vpc_cidr)]
     clients = [str(network) for network in aws.client_cidrs] or vpc
@@ -67,6 +74,14 @@ def group_vars(spec: EnvironmentSpec, state: StatePaths, key: Path, created: dt.
             "ansible_ssh_private_key_file": str(key),
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes",
             "toolkit_env": spec.name,
+            **({"base_apt_proxy": aws.apt_proxy} if aws.apt_proxy else {}),
+            # Reached on its public address, a host is still scraped inside the VPC (the firewall and the
+            # security groups admit exporters' ports from there only).
+            **(
+                {"prometheus_target_address": "{{ aws_private_ip | default(ansible_host) }}"}
+                if aws.connect_via == "public"
+                else {}
+            ),
             # A new environment's Prometheus arrives with its first converge: the gate cannot be asked before.
             "toolkit_budget_gate": "warn",
             "toolkit_budget_gate_unreachable": "open",

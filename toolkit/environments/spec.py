@@ -6,6 +6,7 @@ creates a container, a VPC or an instance.
 
 import datetime as dt
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 _TTL = re.compile(r"^([1-9][0-9]*)([hdw])$")
 _TTL_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 _KEYS = {"name", "owner", "ttl", "expires_at", "protected", "aws", "services"}
-_AWS_KEYS = {"region", "azs", "vpc_cidr", "subnets", "nat_gateway", "image", "admin_cidrs", "client_cidrs"}
+_AWS_KEYS = {
+    "region", "azs", "vpc_cidr", "subnets", "nat_gateway", "image", "admin_cidrs", "client_cidrs", "connect_via",
+    "apt_proxy",
+}  # fmt: skip
+CONNECT_VIA = ("public", "private")
+_PROXY = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
 
 
 class SpecError(UsageError):
@@ -51,6 +57,11 @@ class AwsSettings:
     image_name: str
     admin_cidrs: tuple[ipaddress.IPv4Network, ...]
     client_cidrs: tuple[ipaddress.IPv4Network, ...]
+    # How the controller reaches the hosts: their public addresses (from admin_cidrs, over the internet) or
+    # their private ones (a VPN, peering or Direct Connect into the VPC).
+    connect_via: str = "public"
+    # The hosts' package proxy, for subnets whose only way out is through one (None: straight to the mirrors).
+    apt_proxy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,8 @@ class EnvironmentSpec:
                 "image": {"owner": aws.image_owner, "name": aws.image_name},
                 "admin_cidrs": [str(n) for n in aws.admin_cidrs],
                 "client_cidrs": [str(n) for n in aws.client_cidrs],
+                "connect_via": aws.connect_via,
+                "apt_proxy": aws.apt_proxy,
             },
             "hosts": [
                 {
@@ -110,7 +123,9 @@ class EnvironmentSpec:
 
 
 def environments_dir() -> Path:
-    return project_root() / "environments"
+    """environments/ of the project, or $TOOLKIT_ENVIRONMENTS (specs kept outside the checkout)."""
+    override = os.environ.get("TOOLKIT_ENVIRONMENTS")
+    return Path(override).expanduser() if override else project_root() / "environments"
 
 
 def spec_path(name: str) -> Path:
@@ -263,6 +278,12 @@ def _aws(read: _Reader, value: Any) -> AwsSettings:
     clients = aws.get("client_cidrs", [])
     if not isinstance(clients, list):
         raise read.fail("aws.client_cidrs", "must be a list")
+    connect_via = aws.get("connect_via", "public")
+    if connect_via not in CONNECT_VIA:
+        raise read.fail("aws.connect_via", f"{connect_via!r}: valid: {', '.join(CONNECT_VIA)}")
+    apt_proxy = aws.get("apt_proxy")
+    if apt_proxy is not None and not (isinstance(apt_proxy, str) and _PROXY.match(apt_proxy)):
+        raise read.fail("aws.apt_proxy", f"{apt_proxy!r} is not an http(s)://host[:port] URL")
     return AwsSettings(
         region=region,
         azs=tuple(azs),
@@ -273,6 +294,8 @@ def _aws(read: _Reader, value: Any) -> AwsSettings:
         image_name=read.text(image.get("name"), "aws.image.name"),
         admin_cidrs=admin_cidrs,
         client_cidrs=tuple(read.network(c, f"aws.client_cidrs[{i}]") for i, c in enumerate(clients)),
+        connect_via=connect_via,
+        apt_proxy=apt_proxy,
     )
 
 

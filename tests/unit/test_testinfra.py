@@ -128,6 +128,7 @@ def test_the_pytest_command_targets_the_inventory_and_limit(project: Project, tm
         "--hosts=ansible://web-1,ansible://web-3",
         f"--ansible-inventory={tmp_path / 'inv.yml'}",
         "--connection=ansible",
+        "--sudo",  # the suites read root-only files, whatever the inventory's ansible_become
         f"--junitxml={tmp_path / 'junit.xml'}",
         "addopts=",  # the unit layer's options must not leak into a fleet check
         "no:cacheprovider",

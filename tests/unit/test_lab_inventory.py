@@ -183,6 +183,18 @@ def test_a_bare_host_takes_a_free_lab_address_and_a_name_no_lab_host_has() -> No
             profiles.bare_host(name, address)
 
 
+def test_a_bare_host_of_another_network_takes_its_prefix_and_any_address_but_its_gateway() -> None:
+    from toolkit.errors import LabError
+
+    network = profiles.LabNetwork("twins", "10.242.40.0/24", "10.242.40.1", "io.toolkit.twins=1", "toolkit-twin-")
+    host = profiles.bare_host("postgresql-1", "10.242.40.4", network)  # the lab's names are the lab's concern
+    assert host.container == "toolkit-twin-postgresql-1" and host.address == "10.242.40.4"
+    for address in ("10.242.40.1", "10.242.10.50", "10.242.40.0"):
+        with pytest.raises(LabError) as refused:
+            profiles.bare_host("new-1", address, network)
+        assert "is not a free address of the network 10.242.40.0/24 (gateway 10.242.40.1)" in refused.value.message
+
+
 def test_a_taken_address_is_refused_naming_the_taken_ranges_from_the_profiles() -> None:
     from toolkit.errors import LabError
 

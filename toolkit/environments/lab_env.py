@@ -223,6 +223,7 @@ class LabEnvironment(Lab):
 
     def up_from(self, spec: EnvironmentSpec) -> list[HostStatus]:
         """Create what the spec has and the lab lacks; start what is stopped. Never removes a host."""
+        self.require_image()
         recorded = self.state() if self.is_up() else None
         if recorded is None:
             self.network = choose_network(self.name, self.podman.json("network", "ls", "--format", "json") or [])

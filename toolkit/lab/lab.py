@@ -229,6 +229,11 @@ class Lab:
         raise LabError(f"no lab host {name!r}; hosts: {', '.join(h.name for h in hosts)}")
 
     # -- up ------------------------------------------------------------------------------------
+    def require_image(self) -> None:
+        """Refuse before any state is written: without the image no host can be made (`down` would be needed)."""
+        if not self.podman.exists("image", profiles.IMAGE):
+            raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
+
     def up(self, profile: str) -> list[HostStatus]:
         state = self.state()
         if state is not None and state.get("profile") != profile:
@@ -237,8 +242,7 @@ class Lab:
                 hint="toolkit lab down first, then toolkit lab up --profile " + profile,
             )
         self._refuse_foreign_lab("bring the lab up")
-        if not self.podman.exists("image", profiles.IMAGE):
-            raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
+        self.require_image()
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         self._write_state(profile)  # before creating anything, so `down` can always clean up
         return self.bring_up(profiles.hosts_of(profile))
@@ -247,8 +251,7 @@ class Lab:
         """Create what is missing of the network and the hosts' containers, start what is stopped, and write
         the inventory once every host answers over SSH. The caller has written the state file."""
         podman = self.podman
-        if not podman.exists("image", profiles.IMAGE):
-            raise LabError(f"the lab image {profiles.IMAGE} is not built", hint="run scripts/setup")
+        self.require_image()
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_key()
         network = self.network
@@ -259,7 +262,7 @@ class Lab:
             )  # fmt: skip
         for host in hosts:
             self._ensure_container(host)
-        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             list(pool.map(self._wait_for_boot, hosts))
         public_key = self.paths.key.with_suffix(".pub").read_text()
         lines = []
@@ -418,7 +421,7 @@ class Lab:
         """
         if self.state() is None or not self.podman.exists("network", self.network.name):
             raise LabError("the lab is not up", hint="toolkit lab up")
-        host = profiles.bare_host(name, address)
+        host = profiles.bare_host(name, address, self.network)
         if not LOGIN_NAME.match(login):
             raise LabError(f"{login!r} is not a login name")
         if (public_key is None) == (password is None):
@@ -472,7 +475,7 @@ class Lab:
 
     def status(self) -> list[HostStatus]:
         hosts = self.hosts()
-        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             return list(pool.map(self._status_of, hosts))
 
     # -- down ----------------------------------------------------------------------------------

@@ -100,28 +100,32 @@ def _ranges(addresses: list[str]) -> str:
     return ", ".join(f".{run[0]}" + (f"-.{run[-1]}" if len(run) > 1 else "") for run in runs)
 
 
-def bare_host(name: str, address: str) -> LabHost:
-    """A bare host for `toolkit lab bare`: on the lab network, clear of the profiles' names and addresses.
+def bare_host(name: str, address: str, network: LabNetwork = LAB_NETWORK) -> LabHost:
+    """A bare host for `toolkit lab bare`: on the network (the lab's by default), clear of the gateway and, on
+    the lab's, of the profiles' names and addresses.
 
     Raises:
-        LabError: the name or address is taken, or the address is not a free one of the lab network.
+        LabError: the name or address is taken, or the address is not a free one of the network.
     """
     import ipaddress
     import re
 
     from toolkit.errors import LabError
 
-    if not re.match(r"^[a-z0-9][a-z0-9-]{0,40}$", name) or name in _HOSTS:
+    lab = network == LAB_NETWORK
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,40}$", name) or (lab and name in _HOSTS):
         raise LabError(f"{name!r} cannot be a bare host's name (lower case, digits, '-'; not a lab host's)")
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         raise LabError(f"{address!r} is not an IP address") from None
-    network = ipaddress.ip_network(SUBNET)
-    taken = {host.address for host in _HOSTS.values()} | {GATEWAY}
-    if ip not in network or str(ip) in taken or ip in (network.network_address, network.broadcast_address):
+    subnet = ipaddress.ip_network(network.subnet)
+    taken = ({host.address for host in _HOSTS.values()} if lab else set()) | {network.gateway}
+    if ip not in subnet or str(ip) in taken or ip in (subnet.network_address, subnet.broadcast_address):
         raise LabError(
-            f"{address} is not a free address of the lab network {SUBNET} (taken by lab hosts and the gateway: "
+            f"{address} is not a free address of the network {network.subnet} (taken by lab hosts and the gateway: "
             f"{_ranges(sorted(taken, key=ipaddress.ip_address))})"
+            if lab
+            else f"{address} is not a free address of the network {network.subnet} (gateway {network.gateway})"
         )
-    return LabHost(name, str(ip), ())
+    return LabHost(name, str(ip), (), container_prefix=network.container_prefix)

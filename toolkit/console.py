@@ -722,10 +722,10 @@ def print_environment_up(before: EnvironmentPlan, after: EnvironmentPlan, hosts:
         out.print(f"{after.count('delete')} resource(s) no longer in the spec are left for `toolkit env down`")
 
 
-def print_lab_environment_up(
-    environment: str, endpoints: list[dict[str, Any]], steps: dict[str, float], exit_code: int
+def print_environment_ready(
+    environment: str, endpoints: list[dict[str, Any]], steps: dict[str, float], exit_code: int, *, verified: bool
 ) -> None:
-    """Where the lab environment's services answer, how long each step took, and the time to verified."""
+    """Where the environment's services answer, how long each step took, and the time to verified."""
     if endpoints:
         table = Table(title=f"{environment}: endpoints", title_justify="left")
         for column in ("host", "service", "address"):
@@ -735,10 +735,12 @@ def print_lab_environment_up(
         out.print(table)
     out.print("  ".join(f"{step} {seconds:.0f}s" for step, seconds in steps.items()))
     total = sum(steps.values())
-    if exit_code == 0:
+    if exit_code != 0:
+        err.print(f"[failed]{environment}: not verified (exit {exit_code}) after {total:.0f}s[/failed]")
+    elif verified:
         out.print(f"[ok]{environment}: from nothing to verified in {total:.0f}s[/ok]")
     else:
-        err.print(f"[failed]{environment}: not verified (exit {exit_code}) after {total:.0f}s[/failed]")
+        out.print(f"[ok]{environment}: converged in {total:.0f}s[/ok] (not verified: toolkit verify SERVICE -i ...)")
 
 
 def _fmt_age(seconds: float) -> str:

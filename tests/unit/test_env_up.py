@@ -225,15 +225,44 @@ def test_a_stranger_key_pair_of_the_environments_name_stops_up_before_anything_i
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ((), "configuring the hosts (SSH, bootstrap, converge site, verify) is still to come"),
         (("--resources-only", "--provider", "lab"), "--resources-only is for aws"),
         (("--provider", "gcp"), "--provider 'gcp': valid: aws, lab"),
     ],
 )
-def test_what_up_cannot_do_yet_is_refused_before_anything_is_made(
+def test_what_up_cannot_do_is_refused_before_anything_is_made(
     cli: Cli, account: Any, arguments: tuple[str, ...], message: str
 ) -> None:
     outcome = cli("env", "up", "demo", *arguments)
     assert outcome.code == 2
     assert message in outcome.err
     assert tagged(account, "describe_vpcs", "Vpcs") == [] and account.describe_key_pairs()["KeyPairs"] == []
+
+
+def test_instances_that_never_answer_ssh_stop_up_with_exit_4_after_the_wait_and_keep_the_resources(
+    cli: Cli, account: Any, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configure half's first step: moto's instances have no sshd behind their addresses, and this machine
+    may not send packets to them, so every SSH attempt is refused here, as a host still booting refuses it."""
+    from ansible.plugins.loader import inventory_loader
+
+    from toolkit.bootstrap import reachability
+
+    # In-process, Ansible's config is this test project's: the project's inventory plugin is found as the
+    # checkout's ansible.cfg finds it.
+    inventory_loader.add_directory(str(REPO / "plugins" / "inventory"))
+
+    def refused(host: str, port: int, timeout: float) -> str:
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(reachability, "_banner", refused)
+    register_image(account, "debian-12-amd64-20261101-1100")
+
+    outcome = cli("env", "up", "demo", "--wait", "2", "--json")
+    assert outcome.code == 4, outcome.err
+    document = json.loads(outcome.out)
+    assert "did not answer SSH within 2s (last attempt: connection refused)" in document["error"]
+    assert document["run"]["exit_code"] == 0 and document["after"]["summary"]["create"] == 0
+    assert set(document["steps"]) == {"resources", "instances"}  # stopped at ssh: nothing logged in anywhere
+    assert document["converge"] is None and document["seconds_to_verified"] is None
+    assert not (project.home / "environments" / "demo" / "aws" / "known_hosts").exists()
+    assert len(instances(account)) == 6  # what was created stays for the next up (or down)

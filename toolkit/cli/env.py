@@ -2,26 +2,23 @@
 
 import datetime as dt
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from toolkit import console
-from toolkit.cli import env_lab
-from toolkit.cli.converge import cancel_on_signals
+from toolkit.cli import env_aws, env_configure, env_lab
 from toolkit.cli.options import JsonOption, VerboseOption
 from toolkit.environments.aws_down import Teardown, list_environments, take_down
-from toolkit.environments.aws_inventory import write_inventory
 from toolkit.environments.aws_model import aws_settings, desired_resources
-from toolkit.environments.aws_state import aws_errors, ec2_client, endpoints, read_environment, read_environment_in
-from toolkit.environments.aws_up import created_at, environment_key, up_run, up_variables
+from toolkit.environments.aws_state import aws_errors, ec2_client, read_environment_in
 from toolkit.environments.lab_env import LabEnvironment, desired_lab_resources, list_lab_environments
 from toolkit.environments.plan import make_plan
 from toolkit.environments.spec import environments_dir, known_specs, load_spec
 from toolkit.errors import UsageError
 from toolkit.exit_codes import ExitCode
 from toolkit.paths import state_paths
-from toolkit.runner.execute import RunSettings, run_playbook
+from toolkit.runner.execute import RunSettings
 
 PROVIDERS = ("aws", "lab")
 
@@ -79,59 +76,55 @@ def up(
     resources_only: Annotated[
         bool,
         typer.Option(
-            "--resources-only", help="Create or update the resources and stop: no SSH, bootstrap, converge or verify."
+            "--resources-only", help="aws: create or update the resources and stop: no SSH, access, converge or verify."
         ),
     ] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Converge and stop: no testinfra suites (toolkit verify runs them).")
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=1, help="aws: seconds to wait for the instances to be listed and answer SSH."),
+    ] = 600,
     json_output: JsonOption = False,
     verbose: VerboseOption = 0,
 ) -> None:
-    """Build the environment. On aws: the plan's create and change steps, with amazon.aws modules
-    (playbooks/_env_aws.yml). On lab: the spec's hosts as containers on a network of the environment's own,
-    then `converge site` and every service's verify suite, timed from nothing to verified.
+    """Build the environment and end with a converged, verified fleet.
+
+    On aws: the plan's create and change steps with amazon.aws modules (playbooks/_env_aws.yml) and the
+    environment's inventory; then, once every instance answers SSH, its host keys (trust on first use), the
+    access play of playbooks/bootstrap.yml, `converge site` and every service's verify suite. On lab: the
+    spec's hosts as containers on a network of the environment's own, then the same converge and verify.
+    Prints the endpoints and the time from nothing to verified.
 
     Idempotent: a second `up` finds everything and changes nothing; a grown count adds hosts. `up` never
     deletes (a host the spec no longer has stays until `down`).
     """
+    spec = load_spec(name)
+    state = state_paths()
+    settings = RunSettings.from_env(state)
     if _provider(provider) == "lab":
         if resources_only:
             raise UsageError("--resources-only is for aws; the lab's hosts are ready as soon as they exist")
-        lab_spec = load_spec(name)
-        lab_state = state_paths()
-        env_lab.finish(env_lab.lab_up(lab_spec, lab_state, RunSettings.from_env(lab_state), verbose), json_output)
-    if not resources_only:
-        raise UsageError(
-            "env up on aws: configuring the hosts (SSH, bootstrap, converge site, verify) is still to come",
-            hint="pass --resources-only, then bootstrap and converge with -i the inventory it writes",
-        )
-    spec = load_spec(name)
-    aws = aws_settings(spec)
-    state = state_paths()
-    settings = RunSettings.from_env(state)
-    now = dt.datetime.now(dt.UTC)
-    with aws_errors():
-        client = ec2_client(aws.region)
-        before = make_plan(spec.name, desired_resources(spec), read_environment(client, spec.name))
-        created = created_at(client, spec.name, aws.region, now)
-    public_key = environment_key(state, name).with_suffix(".pub").read_text().strip()
-    if not json_output:
-        console.print_environment_plan(before, aws.region)
-    run = up_run(spec, up_variables(spec, public_key, created), verbose)
-    with cancel_on_signals() as cancel, console.RunView(f"env up {name}", ("localhost",), verbose=verbose) as view:
-        result = run_playbook(run, settings, observer=view.handle, cancel=cancel)
-    console.print_run_summary(result)
-    inventory = write_inventory(spec, state, environment_key(state, name), created)
-    with aws_errors():
-        after = make_plan(spec.name, desired_resources(spec), read_environment(client, spec.name))
-        hosts = endpoints(client, spec.name)
-    if json_output:
-        console.emit_json(
-            {"provider": provider, "region": aws.region, "before": before.to_dict(), "after": after.to_dict(),
-             "hosts": [host.to_dict() for host in hosts], "inventory": str(inventory), "run": result.to_dict()}
-        )  # fmt: skip
+        report = env_lab.lab_up(spec, state, settings, verbose, verify=not no_verify)
     else:
-        console.print_environment_up(before, after, hosts)
-        console.info(f"inventory: {inventory} (toolkit bootstrap / converge / verify -i it)")
-    raise typer.Exit(int(result.exit_code))
+        report = env_aws.aws_up(
+            spec, state, settings, verbose=verbose, json_output=json_output, resources_only=resources_only,
+            verify=not no_verify, ssh_timeout=wait,
+        )  # fmt: skip
+        if resources_only:
+            _finish_resources(report, json_output)
+    env_configure.finish(report, json_output)
+
+
+def _finish_resources(report: env_configure.EnvUpReport, json_output: bool) -> NoReturn:
+    if json_output:
+        console.emit_json(report.to_dict())
+    elif report.error:
+        console.error(report.error)
+    else:
+        console.info("resources only: toolkit bootstrap / converge / verify -i the inventory above")
+    raise typer.Exit(int(report.exit_code))
 
 
 def spec_path_exists(name: str) -> bool:

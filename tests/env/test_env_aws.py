@@ -96,9 +96,13 @@ def setting() -> Iterator[Setting]:
             yield Setting(env, url, twins)
         finally:
             if os.environ.get("TOOLKIT_LAB_KEEP") != "1":
-                toolkit("env", "down", NAME, "--yes", env=env, timeout=300)
-                twins.down(purge_cache=True)
-                shutil.rmtree(HOME, ignore_errors=True)
+                try:
+                    toolkit("env", "down", NAME, "--yes", env=env, timeout=300)
+                finally:
+                    try:
+                        twins.down(purge_cache=True)
+                    finally:
+                        shutil.rmtree(HOME, ignore_errors=True)
 
 
 def tagged_instances(url: str) -> list[dict[str, Any]]:

@@ -181,6 +181,36 @@ def test_a_lab_of_another_checkout_is_neither_brought_up_over_nor_taken_down(tmp
     assert not ours.exists()
 
 
+class _FilteringContainers(_LabelledContainers):
+    """As podman does: `ps --filter label=KEY=VALUE` lists only the containers with that label."""
+
+    def json(self, *args: str) -> Any:
+        if args[0] != "ps":
+            return None
+        wanted = next((a.removeprefix("label=") for a in args if a.startswith("label=")), None)
+        if wanted is None:
+            return self.containers
+        key, _, value = wanted.partition("=")
+        return [c for c in self.containers if (c.get("Labels") or {}).get(key) == value]
+
+
+def test_hosts_on_a_network_of_their_own_come_and_go_beside_another_checkouts_lab(tmp_path: Path) -> None:
+    """An environment's (or a test's) network is found by its own label: another checkout's live lab neither
+    blocks its down nor loses a container to it."""
+    from toolkit.lab.lab import Lab, LabPaths
+    from toolkit.lab.profiles import LabNetwork
+
+    theirs = _checkout(tmp_path / "main", live=True)
+    twin = {"Names": ["toolkit-twin-db-1"], "Labels": {"io.toolkit.twins": "1"}, "Pid": os.getpid()}
+    podman = _FilteringContainers([_owned_by(theirs), twin])
+    network = LabNetwork("toolkit-twins", "10.242.40.0/24", "10.242.40.1", "io.toolkit.twins=1", "toolkit-twin-")
+    twins = Lab(LabPaths(tmp_path / "twins", tmp_path / "twins" / "hosts.yml"), network)
+    twins._podman = podman  # type: ignore[assignment]
+    assert twins.down() == ["container toolkit-twin-db-1"]
+    removed = [call for call in podman.calls if call[0] == "rm"]
+    assert removed == [("rm", "--force", "--time", "2", "toolkit-twin-db-1")]
+
+
 def test_an_orphaned_or_own_lab_is_not_refused(tmp_path: Path) -> None:
     """A deleted clone's containers, or ones whose processes were killed, are orphans; our own are ours."""
     from toolkit.lab.lab import Lab, LabPaths

@@ -193,9 +193,6 @@ class LabEnvironment(Lab):
         state = self.state()
         return state is not None and state.get("provider") == "lab"
 
-    def _refuse_foreign_lab(self, action: str) -> None:
-        """Environments are found by their own label; another checkout's lab is no concern of theirs."""
-
     def hosts(self) -> list[LabHost]:
         state = self.state()
         if state is None or state.get("provider") != "lab":

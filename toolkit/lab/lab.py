@@ -197,6 +197,8 @@ class Lab:
         return owner, sorted(names)
 
     def _refuse_foreign_lab(self, action: str) -> None:
+        if self.network != profiles.LAB_NETWORK:
+            return  # another network's hosts are found by its own label: the lab's owner is no concern of theirs
         found = self._foreign_owner()
         if found is None:
             return

@@ -116,7 +116,7 @@ def tagged_instances(url: str) -> list[dict[str, Any]]:
 
 
 def name_of(instance: dict[str, Any]) -> str:
-    return next(t["Value"] for t in instance["Tags"] if t["Key"] == "Name")
+    return str(next(t["Value"] for t in instance["Tags"] if t["Key"] == "Name"))
 
 
 def test_twins_come_up_verified_on_their_private_addresses_and_go_without_a_trace(setting: Setting) -> None:

@@ -1,8 +1,9 @@
 """`toolkit env up demo --provider lab`: environments/demo.yml from nothing to a converged, verified fleet.
 
 Six containers on a network of the environment's own (the lab suite's hosts may run beside them: CI runs
-this module next to tests/lab), `converge site`, then every service's testinfra suite; `up --no-verify` again
-changes nothing, and `down` leaves no container, network or state behind. The environment keeps its history
+this module next to tests/lab), `converge site`, then every service's testinfra suite, and `down` leaves no
+container, network or state behind. A second `up` changing nothing is test_env_aws.py's, on two hosts (six
+more hosts converging again on two shared cores cost the suite ~6 min). The environment keeps its history
 and runs in a state directory of its own (TOOLKIT_HOME), so the lab suite's own counts never see them.
 """
 
@@ -50,7 +51,7 @@ def verdicts(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {result["target"]: result for result in document["verify"]}
 
 
-def test_demo_comes_up_verified_stays_put_on_a_second_up_and_goes_without_a_trace(home: dict[str, str]) -> None:
+def test_demo_comes_up_verified_and_goes_without_a_trace(home: dict[str, str]) -> None:
     up = toolkit("env", "up", NAME, "--provider", "lab", "--json", env=home, timeout=3000)
     assert up.returncode == 0, up.stderr[-4000:]
     document = parse_json(up.stdout)
@@ -78,14 +79,6 @@ def test_demo_comes_up_verified_stays_put_on_a_second_up_and_goes_without_a_trac
     containers = environment_containers()
     assert sorted(c["Names"][0] for c in containers) == [f"toolkit-env-{host}" for host in HOSTS]
     assert not [c for c in containers if (c.get("Labels") or {}).get("io.toolkit.lab") == "1"]
-
-    # Verified once above: the second up is the quick re-apply (--no-verify), which must change nothing.
-    again = toolkit("env", "up", NAME, "--provider", "lab", "--json", "--no-verify", env=home, timeout=1800)
-    assert again.returncode == 0, again.stderr[-4000:]
-    second = parse_json(again.stdout)
-    assert {h["name"]: h["address"] for h in second["hosts"]} == {n: h["address"] for n, h in hosts.items()}
-    assert second["converge"]["totals"]["changed"] == 0, second["converge"]["changed_tasks"]
-    assert second["verify"] == [] and second["seconds_to_verified"] is None
 
     down = toolkit("env", "down", NAME, "--provider", "lab", "--json", env=home, timeout=300)
     assert down.returncode == 0, down.stderr

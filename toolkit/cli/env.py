@@ -100,10 +100,11 @@ def up(
     Idempotent: a second `up` finds everything and changes nothing; a grown count adds hosts. `up` never
     deletes (a host the spec no longer has stays until `down`).
     """
+    where = _provider(provider)
     spec = load_spec(name)
     state = state_paths()
     settings = RunSettings.from_env(state)
-    if _provider(provider) == "lab":
+    if where == "lab":
         if resources_only:
             raise UsageError("--resources-only is for aws; the lab's hosts are ready as soon as they exist")
         report = env_lab.lab_up(spec, state, settings, verbose, verify=not no_verify)

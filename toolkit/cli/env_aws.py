@@ -84,7 +84,7 @@ def aws_up(
     if resources_only:
         return report
     try:
-        _configure(report, spec, inventory, state, settings, verbose=verbose, verify=verify, ssh_timeout=ssh_timeout)
+        _configure(report, spec, inventory, key, state, settings, verbose=verbose, verify=verify, wait=ssh_timeout)
     except ToolkitError as error:
         report.fail(error.exit_code, error.message + (f" ({error.hint})" if error.hint else ""))
     return report
@@ -94,26 +94,27 @@ def _configure(
     report: EnvUpReport,
     spec: EnvironmentSpec,
     inventory: Path,
+    key: Path,
     state: StatePaths,
     settings: RunSettings,
     *,
     verbose: int,
     verify: bool,
-    ssh_timeout: float,
+    wait: float,
 ) -> None:
     started = time.monotonic()
-    loaded = wait_for_instances(spec, inventory, timeout=ssh_timeout)
+    loaded = wait_for_instances(spec, inventory, timeout=wait)
     report.members = members_of(loaded)
     report.steps["instances"] = time.monotonic() - started
 
     started = time.monotonic()
-    learned = trust_hosts(report.members, known_hosts_path(state, spec.name), ssh_timeout)
+    learned = trust_hosts(report.members, known_hosts_path(state, spec.name), wait)
     report.steps["ssh"] = time.monotonic() - started
     if learned:
         console.info(f"host keys learned (first use): {', '.join(learned)}")
 
     started = time.monotonic()
-    access = access_run(spec, loaded, environment_key(state, spec.name), verbose)
+    access = access_run(spec, loaded, key, verbose)
     with cancel_on_signals() as cancel, console.RunView("access", access.inventory.hosts, verbose=verbose) as view:
         result = run_playbook(access, settings, observer=view.handle, cancel=cancel)
     report.steps["access"] = time.monotonic() - started
@@ -121,7 +122,7 @@ def _configure(
     if result.exit_code != ExitCode.OK:
         report.fail(result.exit_code, "access (playbooks/bootstrap.yml) failed")
         return
-    converge_and_verify(report, spec, inventory, state, settings, verbose=verbose, verify=verify)
+    converge_and_verify(report, spec, loaded, state, settings, verbose=verbose, verify=verify)
 
 
 def wait_for_instances(spec: EnvironmentSpec, inventory: Path, *, timeout: float) -> LoadedInventory:
@@ -155,7 +156,9 @@ def members_of(loaded: LoadedInventory) -> list[Member]:
     members = []
     for host in loaded.every:
         groups = tuple(sorted(str(g.name) for g in host.get_groups() if g.name not in ("all", "ungrouped")))
-        members.append(Member(str(host.name), str(loaded.host_vars(host)["ansible_host"]), groups))
+        # A host the spec no longer has may have no address (stopped): Ansible would use its name, so do we.
+        address = loaded.host_vars(host).get("ansible_host") or host.name
+        members.append(Member(str(host.name), str(address), groups))
     return sorted(members, key=lambda m: m.name)
 
 

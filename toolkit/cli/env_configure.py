@@ -9,7 +9,6 @@ site -i INVENTORY`, then `toolkit verify SERVICE -i INVENTORY` per service, each
 import os
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -22,7 +21,7 @@ from toolkit.packaging.cassandra import build_cassandra
 from toolkit.paths import StatePaths
 from toolkit.runner.execute import PlaybookRun, RunSettings, run_playbook
 from toolkit.runner.extravars import ExtraVars
-from toolkit.runner.inventory import load, resolved_from
+from toolkit.runner.inventory import LoadedInventory, resolved_from
 from toolkit.runner.testinfra import VerifyResult, run_suites
 from toolkit.services import available_services, hosts_pattern_for, infra_suite_for, playbook_for
 
@@ -102,7 +101,7 @@ def verify_services() -> list[str]:
 def converge_and_verify(
     report: EnvUpReport,
     spec: EnvironmentSpec,
-    inventory: Path,
+    loaded: LoadedInventory,
     state: StatePaths,
     settings: RunSettings,
     *,
@@ -110,7 +109,8 @@ def converge_and_verify(
     verify: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """The Cassandra artifact (when the spec has Cassandra), `converge site`, then each service's suite."""
+    """The Cassandra artifact (when the spec has Cassandra), `converge site`, then each service's suite, over
+    the environment's inventory as the provider loaded it."""
     variables = dict(extra or {})
     if spec.hosts_of("cassandra"):
         # What `toolkit artifact cassandra` does (cached: seconds once built), into this state directory.
@@ -120,7 +120,6 @@ def converge_and_verify(
         report.steps["artifact"] = time.monotonic() - started
 
     started = time.monotonic()
-    loaded = load(inventory, refresh=True)
     resolved = resolved_from(loaded, None)
     run = PlaybookRun(
         kind="converge",

@@ -16,6 +16,7 @@ from toolkit.environments.spec import EnvironmentSpec
 from toolkit.lab.lab import status_as_dict
 from toolkit.paths import StatePaths
 from toolkit.runner.execute import RunSettings
+from toolkit.runner.inventory import load
 
 
 def lab_up(
@@ -30,7 +31,8 @@ def lab_up(
     report.hosts = status_as_dict(statuses)
     report.members = [Member(s.name, s.address, s.groups) for s in statuses]
     console.print_lab_status(statuses)
-    converge_and_verify(report, spec, environment.inventory_dir, state, settings, verbose=verbose, verify=verify)
+    loaded = load(environment.inventory_dir)
+    converge_and_verify(report, spec, loaded, state, settings, verbose=verbose, verify=verify)
     return report
 
 

@@ -251,9 +251,9 @@ class Lab:
 
     def bring_up(self, hosts: list[LabHost], *, toolkit_env: str = "lab") -> list[HostStatus]:
         """Create what is missing of the network and the hosts' containers, start what is stopped, and write
-        the inventory once every host answers over SSH. The caller has written the state file."""
+        the inventory once every host answers over SSH. The caller has checked the image (require_image) and
+        written the state file."""
         podman = self.podman
-        self.require_image()
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_key()
         network = self.network

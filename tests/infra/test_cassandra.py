@@ -65,11 +65,7 @@ def me(cluster: dict[str, Any]) -> dict[str, str]:
 
 
 def nodetool(host: Any, cas: dict[str, Any], command: str) -> str:
-    return str(
-        host.check_output(
-            f"/opt/cassandra/current/bin/nodetool -h 127.0.0.1 -p {int(cas['cassandra_jmx_port'])} {command}"
-        )
-    )
+    return str(host.check_output(f"/usr/local/bin/nodetool -h 127.0.0.1 -p {int(cas['cassandra_jmx_port'])} {command}"))
 
 
 def session_on(address: str, cas: dict[str, Any], user: str | None = None, password: str | None = None) -> Any:

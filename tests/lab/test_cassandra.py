@@ -21,7 +21,7 @@ pytestmark = pytest.mark.lab
 NODES = ("cassandra-1", "cassandra-2", "cassandra-3")
 START_TASK = "Start or restart Cassandra."
 CONFIG_TASK = "Write Cassandra's configuration files."
-NODETOOL = "/opt/cassandra/current/bin/nodetool -h 127.0.0.1 -p 7199"
+NODETOOL = "/usr/local/bin/nodetool -h 127.0.0.1 -p 7199"
 
 
 def converge(*args: str, extra: dict[str, Any] | None = None, tmp_path: Path | None = None) -> dict[str, Any]:
@@ -107,6 +107,10 @@ def test_bad_input_fails_before_anything_changes(cassandra_lab: Any, tmp_path: P
         "seeds": ({"cassandra_seeds": ["cassandra-9"]}, "cassandra-9"),
         "heap": ({"cassandra_heap_mb": 4096}, "heap of 4096 MiB"),
         "rf": ({"cassandra_keyspaces": [{"name": "ledger", "replication": {"dc1": 4}}]}, "dc1=4"),
+        "package source": (
+            {"cassandra_install_method": "package"},
+            "cassandra_install_method package needs cassandra_apt_repository",
+        ),
     }
     for name, (extra, message) in cases.items():
         document = converge(extra=extra, tmp_path=tmp_path)

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -444,6 +445,48 @@ def test_bin_cassandra_refuses_another_java(unpacked: Path) -> None:
     completed = run(unpacked, "cassandra", FAKE_JAVA_VERSION="11.0.2")
     assert completed.returncode == 1
     assert "Java 17 is required" in completed.stderr and completed.stdout == ""
+
+
+def test_the_launcher_runs_a_debian_package_layout_through_a_current_link(unpacked: Path, tmp_path: Path) -> None:
+    """The role's launcher, outside any release: Debian's layout (the main jar beside lib/), CASSANDRA_HOME a
+    link that is resolved at start, the exporter agent kept elsewhere (JMX_EXPORTER_JAR)."""
+    share = tmp_path / "usr-share-cassandra"
+    (share / "lib").mkdir(parents=True)
+    for jar in (unpacked / "lib").glob("*.jar"):
+        if jar.name == f"cassandra-all-{VERSION}.jar":
+            shutil.copy(jar, share / f"apache-cassandra-{VERSION}.jar")
+        elif not jar.name.startswith("jmx_prometheus_javaagent-"):
+            shutil.copy(jar, share / "lib" / jar.name)
+    agent = tmp_path / "agent" / f"jmx_prometheus_javaagent-{JMX}.jar"
+    agent.parent.mkdir()
+    shutil.copy(unpacked / "lib" / agent.name, agent)
+    current = tmp_path / "current"
+    current.symlink_to(share)
+    conf = unpacked / "conf"
+    launcher = cassandra.LAUNCHER_DIR / "cassandra"
+    environment = {
+        "PATH": os.environ["PATH"],
+        "CASSANDRA_HOME": str(current),
+        "CASSANDRA_CONF": str(conf),
+        "JMX_EXPORTER_LISTEN": "0.0.0.0:7070",
+        "JMX_EXPORTER_JAR": str(agent),
+    }
+    completed = subprocess.run(
+        [str(launcher)], env=environment, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    args = completed.stdout.splitlines()
+    classpath = args[-2].split(":")
+    assert str(share / f"apache-cassandra-{VERSION}.jar") in classpath  # resolved: not through current
+    assert str(share / "lib" / "jamm-0.4.0.jar") in classpath
+    assert not [entry for entry in classpath if "current" in entry or "jmx_prometheus_javaagent" in entry]
+    assert f"-javaagent:{agent}=0.0.0.0:7070:{conf}/jmx_exporter.yml" in args
+    assert f"-javaagent:{share}/lib/jamm-0.4.0.jar" in args
+
+
+def test_the_artifacts_wrappers_are_the_roles_launcher(unpacked: Path) -> None:
+    for name in ("cassandra", "nodetool"):
+        assert (unpacked / "bin" / name).read_bytes() == (cassandra.LAUNCHER_DIR / name).read_bytes()
 
 
 def test_bin_nodetool_targets_the_local_jmx_port(unpacked: Path) -> None:

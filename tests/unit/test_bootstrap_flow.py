@@ -15,6 +15,7 @@ import yaml
 
 from tests.unit.conftest import Project
 from tests.unit.test_cli_app import assert_usage_error, toolkit
+from toolkit import console
 from toolkit.bootstrap import flow, register
 from toolkit.bootstrap.hostkeys import HostKey
 from toolkit.bootstrap.placement import parse_host_vars, place
@@ -355,3 +356,28 @@ def test_an_unreachable_host_is_a_bounded_wait_then_one_clear_error(project: Pro
     assert f"127.0.0.1:{port} did not answer SSH within 2s (last attempt: connection refused)" in document["error"]
     assert "Traceback" not in completed.stderr
     assert not (inventory / "bootstrap.yml").exists(), "nothing is registered for a host never reached"
+
+
+@pytest.mark.parametrize(
+    ("changed", "said"),
+    [
+        (0, "pg-3 (10.0.0.3) is bootstrapped already: nothing changed"),
+        (2, "pg-3 (10.0.0.3) bootstrapped into postgresql_replica"),
+    ],
+)
+def test_a_re_runs_summary_says_whether_it_changed_anything(
+    project: Project,
+    admin_key: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    changed: int,
+    said: str,
+) -> None:
+    inventory = fleet_inventory(project, admin_key)
+    fake_host(monkeypatch, changed=changed)
+    for _ in range(2):  # the second run finds the host placed: its inventory step changes nothing
+        result = flow.Bootstrap(request(inventory, service="postgresql"), RunSettings(state_paths()), Recorder()).run()
+    assert result.exit_code == ExitCode.OK and result.changed == changed * 6
+    capsys.readouterr()
+    console.print_bootstrap_summary(result)
+    assert said in capsys.readouterr().err

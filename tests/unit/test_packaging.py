@@ -323,6 +323,7 @@ def test_the_tarball_layout_and_its_manifest(fake_tools: Path, tmp_path: Path) -
         f"{top}/MANIFEST.json",
         f"{top}/bin/cassandra",
         f"{top}/bin/nodetool",
+        f"{top}/bin/common.sh",
         f"{top}/conf/cassandra.yaml",
         f"{top}/conf/cassandra-rackdc.properties",
         f"{top}/conf/logback.xml",
@@ -485,7 +486,7 @@ def test_the_launcher_runs_a_debian_package_layout_through_a_current_link(unpack
 
 
 def test_the_artifacts_wrappers_are_the_roles_launcher(unpacked: Path) -> None:
-    for name in ("cassandra", "nodetool"):
+    for name in ("cassandra", "nodetool", "common.sh"):
         assert (unpacked / "bin" / name).read_bytes() == (cassandra.LAUNCHER_DIR / name).read_bytes()
 
 

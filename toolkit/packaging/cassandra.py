@@ -6,6 +6,7 @@ Layout of the tarball (one top directory, ``cassandra-<version>/``)::
     MANIFEST.json            versions, recipe id and every other file with its sha256 and size
     bin/cassandra            start wrapper: exec java in the foreground with the options proved on Java 17
     bin/nodetool             nodetool over the node's local-only JMX
+    bin/common.sh            what both wrappers share (sourced, not run)
     conf/                    defaults the Ansible role replaces: cassandra.yaml, cassandra-rackdc.properties,
                              logback.xml, logback-tools.xml, jvm.options, cassandra.env, jmx_exporter.yml,
                              hotspot_compiler (taken from the cassandra-all jar)
@@ -49,8 +50,9 @@ _HOTSPOT_COMPILER = "META-INF/hotspot_compiler"
 # Generated files. Text only; the wrappers find jars by pattern, so one text serves every version.
 # ------------------------------------------------------------------------------------------------------
 
-# The start and nodetool wrappers are the cassandra role's launchers (the role installs them for every
-# install method, Apache's tarball and package included): one text, read from the role.
+# The start and nodetool wrappers, and the part they share (bin/common.sh, sourced by both), are the cassandra
+# role's launcher (the role installs it for every install method, Apache's tarball and package included):
+# one text, read from the role.
 LAUNCHER_DIR = Path(__file__).resolve().parents[2] / "roles" / "cassandra" / "files" / "launcher"
 
 
@@ -60,6 +62,7 @@ def _launcher(name: str) -> str:
 
 BIN_CASSANDRA = _launcher("cassandra")
 BIN_NODETOOL = _launcher("nodetool")
+BIN_COMMON = _launcher("common.sh")
 
 CONF_CASSANDRA_YAML = """\
 # Defaults for one node on the loopback interface; the Ansible role templates the real file.
@@ -196,6 +199,7 @@ excludeObjectNames:
 STATIC_FILES: tuple[tuple[str, str, bool], ...] = (
     ("bin/cassandra", BIN_CASSANDRA, True),
     ("bin/nodetool", BIN_NODETOOL, True),
+    ("bin/common.sh", BIN_COMMON, False),
     ("conf/cassandra.yaml", CONF_CASSANDRA_YAML, False),
     ("conf/cassandra-rackdc.properties", CONF_RACKDC, False),
     ("conf/jvm.options", CONF_JVM_OPTIONS, False),

@@ -8,10 +8,11 @@ the same `site` playbook over the same hosts is timed, one after the other, in r
   stock      ansible-playbook with Ansible's stock settings: a config that only says where the project's
              roles and plugins are (forks 5, no pipelining, facts gathered by every play)
   project    ansible-playbook with the project's ansible.cfg (pipelining, 20 forks, smart fact cache)
-  toolkit    toolkit converge site (the project's settings, through ansible-runner, history, metrics)
-  mitogen    toolkit converge site with TOOLKIT_STRATEGY=mitogen
+  toolkit    toolkit converge site (the project's settings and Mitogen's strategy, toolkit's defaults,
+             through ansible-runner, history, metrics)
+  linear     toolkit converge site with TOOLKIT_STRATEGY=linear (Ansible's stock strategy)
   drift      toolkit drift site (check + diff of every host, triage, history, metrics)
-  drift-mitogen  the same with TOOLKIT_STRATEGY=mitogen
+  drift-linear  the same with TOOLKIT_STRATEGY=linear
 
 Every run must report 0 changed (a change would mean the fleet did not match the code: the figures would
 not be comparable), and SSH connections are closed before each run, so no way of running inherits
@@ -42,7 +43,7 @@ from proctree import rss_kb, tree  # beside this script (sys.path[0])
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-MODES = ("stock", "project", "toolkit", "mitogen", "drift", "drift-mitogen")
+MODES = ("stock", "project", "toolkit", "linear", "drift", "drift-linear")
 STOCK_CFG = f"""# Ansible's stock settings; only where this project's roles and plugins are, so the playbooks load.
 [defaults]
 roles_path = {PROJECT}/roles
@@ -104,8 +105,8 @@ def command_for(mode: str, limit: str, inventory: str, stock_cfg: Path, textfile
     if mode in PLAYBOOK_MODES:
         env["ANSIBLE_CONFIG"] = str(stock_cfg if mode == "stock" else PROJECT / "ansible.cfg")
         return [str(BIN / "ansible-playbook"), "-i", inventory, "--limit", limit, "playbooks/site.yml"], env
-    if mode.endswith("mitogen"):
-        env["TOOLKIT_STRATEGY"] = "mitogen"
+    if mode.endswith("linear"):
+        env["TOOLKIT_STRATEGY"] = "linear"
     verb = "drift" if mode.startswith("drift") else "converge"
     toolkit = [str(BIN / "toolkit"), verb, "site", "-i", inventory, "--limit", limit, "--textfile-dir", textfiles]
     return [*toolkit, "--json"], env
@@ -219,7 +220,7 @@ def report(results: list[Measurement], modes: list[str], sizes: list[int], args:
             speedup = median("stock", size, "seconds") / median("toolkit", size, "seconds")
             verdicts.append(speedup >= args.min_speedup)
             print(f"{size} hosts: toolkit converge {speedup:.2f}x faster than stock (target {args.min_speedup}x)")
-        for converge, drift in (("toolkit", "drift"), ("mitogen", "drift-mitogen")):
+        for converge, drift in (("toolkit", "drift"), ("linear", "drift-linear")):
             if {converge, drift} <= set(modes):
                 ratio = median(drift, size, "seconds") / median(converge, size, "seconds")
                 verdicts.append(ratio <= args.max_drift_ratio)

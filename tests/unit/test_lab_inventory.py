@@ -32,14 +32,20 @@ def test_full_profile_puts_every_host_in_its_group_with_its_address() -> None:
         "cassandra-2": "10.242.10.12",
         "cassandra-3": "10.242.10.13",
     }
-    assert hosts_in(children["prometheus"]) == {"prometheus-1": {"ansible_host": "10.242.10.31"}}
+    assert hosts_in(children["prometheus"]) == {
+        "prometheus-1": {"ansible_host": "10.242.10.31", "ansible_become": True}
+    }
 
 
 def test_postgresql_is_a_parent_group_of_primary_and_replica() -> None:
     postgresql = render("full")["all"]["children"]["postgresql"]
     assert set(postgresql) == {"children"}
-    assert hosts_in(postgresql["children"]["postgresql_primary"]) == {"postgresql-1": {"ansible_host": "10.242.10.21"}}
-    assert hosts_in(postgresql["children"]["postgresql_replica"]) == {"postgresql-2": {"ansible_host": "10.242.10.22"}}
+    assert hosts_in(postgresql["children"]["postgresql_primary"]) == {
+        "postgresql-1": {"ansible_host": "10.242.10.21", "ansible_become": True}
+    }
+    assert hosts_in(postgresql["children"]["postgresql_replica"]) == {
+        "postgresql-2": {"ansible_host": "10.242.10.22", "ansible_become": True}
+    }
 
 
 def test_cassandra_hosts_carry_dc_and_rack_over_two_racks() -> None:
@@ -51,7 +57,17 @@ def test_cassandra_hosts_carry_dc_and_rack_over_two_racks() -> None:
 def test_connection_vars_use_the_lab_key_and_strict_host_key_checking() -> None:
     connection = render("full")["all"]["vars"]
     assert connection["ansible_user"] == "toolkit"
-    assert connection["ansible_become"] is True
+    # Every lab host becomes root; the controller (Ansible's implicit localhost, which takes all's variables)
+    # must not, or Mitogen's strategy escalates its delegated tasks through a sudo it does not have.
+    assert "ansible_become" not in connection
+    groups = render("full")["all"]["children"]
+    every_host = [
+        host
+        for group in groups.values()
+        for sub in group.get("children", {"": group}).values()
+        for host in sub["hosts"].values()
+    ]
+    assert every_host and all(host["ansible_become"] is True for host in every_host)
     assert connection["ansible_ssh_private_key_file"] == str(KEY)
     ssh_args = connection["ansible_ssh_common_args"]
     assert f"UserKnownHostsFile={KNOWN_HOSTS}" in ssh_args

@@ -13,9 +13,13 @@ from toolkit.runner.inventory import ResolvedInventory
 from toolkit.runner.strategy import strategy_environment, strategy_from_env
 
 
-def test_unset_or_empty_is_the_stock_linear_strategy_with_nothing_added() -> None:
-    assert strategy_from_env({}) == "linear"
-    assert strategy_from_env({"TOOLKIT_STRATEGY": "  "}) == "linear"
+def test_unset_or_empty_is_mitogen_the_default() -> None:
+    assert strategy_from_env({}) == "mitogen"
+    assert strategy_from_env({"TOOLKIT_STRATEGY": "  "}) == "mitogen"
+
+
+def test_linear_opts_out_to_the_stock_strategy_with_nothing_added() -> None:
+    assert strategy_from_env({"TOOLKIT_STRATEGY": "Linear"}) == "linear"
     assert strategy_environment("linear") == {}
 
 

@@ -23,7 +23,7 @@ def render(
     network: LabNetwork = LAB_NETWORK,
     toolkit_env: str = "lab",
 ) -> dict[str, Any]:
-    """The inventory as a YAML-ready mapping: connection settings in all.vars, hosts in their groups.
+    """The inventory as a YAML-ready mapping: connection settings in all.vars, hosts in their groups (with become).
 
     secrets_dir is where the lab's group_vars keep generated passwords (Ansible's password lookup), so
     they live with the lab's other state and go with `lab down`. The network's subnet and gateway are
@@ -32,7 +32,6 @@ def render(
     """
     connection: dict[str, Any] = {
         "ansible_user": "toolkit",
-        "ansible_become": True,
         "ansible_ssh_private_key_file": str(key),
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes",
         "toolkit_env": toolkit_env,
@@ -52,7 +51,10 @@ def render(
     for host in hosts:
         for group in host.groups:
             members = groups.setdefault(group, {"hosts": {}})
-            members["hosts"][host.name] = {"ansible_host": host.address, **host.hostvars}
+            # ansible_become per host, not in all.vars: Ansible's implicit localhost takes all's variables, and
+            # the controller's own tasks (artifact checks, the release cache, the budget gate) must not go
+            # through sudo; Mitogen's strategy would escalate them, and the controller has no sudo.
+            members["hosts"][host.name] = {"ansible_host": host.address, "ansible_become": True, **host.hostvars}
     children: dict[str, Any] = dict(sorted(groups.items()))
     for parent, subgroups in PARENT_GROUPS.items():
         present = {name: children.pop(name) for name in subgroups if name in children}

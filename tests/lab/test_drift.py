@@ -36,7 +36,7 @@ TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 WRITE_ARGS = "node_exporter : Write node_exporter's command-line arguments."
 TEXTFILE_MODE = "node_exporter : Create the textfile directory, writable by root and readable by the exporter's group."
 START = "node_exporter : Enable and start node_exporter."
-INSTALL = "node_exporter : Install node_exporter and what its collectors need."
+INSTALL = "_apt : Install the missing packages of node_exporter"
 
 
 @pytest.fixture(scope="module")
@@ -228,4 +228,4 @@ def test_a_host_without_the_hardening_packages_drifts_rather_than_failing_the_ch
     document = parse_json(result.stdout)
     assert document["failed"] == [], document["failed"]
     assert result.returncode == 3, result.stderr
-    assert "hardening : Install the packages of every area in one apt run." in {d["task"] for d in document["drift"]}
+    assert "_apt : Install the missing packages of the hardening areas" in {d["task"] for d in document["drift"]}
